@@ -1,0 +1,5 @@
+"""Allow ``python -m medsight``."""
+
+from medsight.cli.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``medsight`` command line: argument parsing only; each command calls one library function."""

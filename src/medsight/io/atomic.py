@@ -1,0 +1,64 @@
+"""Atomic file output: write to a temporary name beside the target, then rename.
+
+An interrupted write never leaves a truncated file under the final name, and a failed write (disk full)
+leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from medsight.errors import MedsightError
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success rename it to ``target``.
+
+    The temporary name keeps the target's full suffix (``.nii.gz``) so that writers which choose the
+    format by extension behave the same.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    full_suffix = suffix if suffix is not None else "".join(target.suffixes) or ".tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}.", suffix=full_suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise MedsightError(
+                f"Expected free disk space to write {target}, got 'no space left on device'; "
+                "free some space and run again (any previous version of the file is unchanged)"
+            ) from exc
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: str | Path, data: bytes) -> Path:
+    """Atomically write ``data`` to ``target``."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def write_text(target: str | Path, text: str) -> Path:
+    """Atomically write UTF-8 ``text`` to ``target``."""
+    return write_bytes(target, text.encode("utf-8"))
+
+
+def write_with(target: str | Path, writer: Callable[[Path], object]) -> Path:
+    """Atomically create ``target`` by calling ``writer(tmp_path)``."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)

@@ -1,0 +1,34 @@
+"""Memory guard: refuse an allocation that cannot fit before making it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from medsight.errors import MedsightError
+
+
+def available_memory_bytes() -> int:
+    """Memory the process may still use (MemAvailable on Linux; a conservative default elsewhere)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
+
+
+def check_allocation(nbytes: int, where: str | Path, what: str = "image") -> None:
+    """Raise a clear error when ``nbytes`` exceeds 80 % of the memory still available."""
+    limit = int(0.8 * available_memory_bytes())
+    if nbytes > limit:
+        raise MedsightError(
+            f"Expected a {what} that fits in memory, got one that needs {nbytes / 1024**3:.1f} GiB "
+            f"(available {limit / 1024**3:.1f} GiB) in {where}; check the header's dimensions, "
+            "or crop/downsample the data first"
+        )

@@ -1,0 +1,100 @@
+"""PNG, TIFF, JPEG, GIF and BMP through Pillow (grayscale, RGB, 16-bit, palette, multi-page TIFF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from medsight.data.image import Image, SourceInfo
+from medsight.errors import user_error
+from medsight.io.guard import check_allocation
+
+RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp")
+
+# Pillow refuses images above this many pixels with a DecompressionBombError; we do our own memory check.
+PILImage.MAX_IMAGE_PIXELS = None
+
+
+def _frame_array(frame: PILImage.Image) -> np.ndarray:
+    mode = frame.mode
+    if mode == "P":
+        # Palette: keep gray palettes as their gray values, otherwise convert to RGB.
+        pal = np.asarray(frame.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+        idx = np.asarray(frame)
+        used = np.unique(idx)
+        if pal.size and used.max() < len(pal) and np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]):
+            return pal[idx, 0].astype(np.uint8)[None]
+        frame = frame.convert("RGB")
+        mode = "RGB"
+    if mode in ("RGBA", "LA", "PA"):
+        frame = frame.convert("RGB" if mode != "LA" else "L")
+        mode = frame.mode
+    if mode == "1":
+        return np.asarray(frame, dtype=np.uint8)[None]
+    if mode in ("CMYK", "YCbCr", "HSV", "LAB"):
+        frame = frame.convert("RGB")
+        mode = "RGB"
+    arr = np.asarray(frame)
+    if arr.ndim == 2:
+        return arr[None]
+    return np.moveaxis(arr, -1, 0)
+
+
+def read_raster(path: str | Path) -> Image:
+    """Read a 2D raster image as ``(C, H, W)`` (C = 1 gray or 3 RGB); a multi-page TIFF as ``(C, D, H, W)``."""
+    path = Path(path)
+    try:
+        pil = PILImage.open(path)
+    except UnidentifiedImageError as exc:
+        raise user_error(
+            f"a {path.suffix.lstrip('.').upper() or 'raster'} image", "a file Pillow cannot identify", path,
+            "check the file is really an image (not text or a truncated download)",
+        ) from exc
+    with pil:
+        w, h = pil.size
+        n = getattr(pil, "n_frames", 1)
+        check_allocation(w * h * max(n, 1) * 4 * 3, path)
+        try:
+            if n > 1 and path.suffix.lower() in (".tif", ".tiff"):
+                frames = []
+                for i in range(n):
+                    pil.seek(i)
+                    frames.append(_frame_array(pil))
+                arr = np.stack(frames, axis=1)
+            else:
+                arr = _frame_array(pil)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise user_error("a complete image file", f"a decoding error ({exc})", path, "re-export the image") from exc
+    fmt = {".jpg": "jpeg", ".tif": "tiff"}.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
+    return Image(np.ascontiguousarray(arr), source=SourceInfo(path=str(path), format=fmt))
+
+
+def write_raster(image: Image, path: str | Path) -> Path:
+    """Write a 2D image with 1 (gray) or 3 (RGB) channels as PNG/TIFF/BMP/JPEG (uint8 or uint16 gray).
+
+    Floats and other integer types are refused: convert first (``medsight convert`` rescales for display).
+    """
+    path = Path(path)
+    arr = image.array
+    if image.ndim != 2 or arr.shape[0] not in (1, 3):
+        raise user_error(
+            "a 2D image with 1 or 3 channels", f"shape {arr.shape}", path,
+            "write volumes as NIfTI, or write one slice per file with 'medsight convert'",
+        )
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype not in (np.uint8, np.uint16) or (arr.dtype == np.uint16 and arr.shape[0] == 3):
+        raise user_error(
+            "uint8 (or uint16 grayscale) pixels", f"dtype {arr.dtype}", path,
+            "rescale to 0-255 first, or write NIfTI to keep the values",
+        )
+    if arr.shape[0] == 1:
+        pil = PILImage.fromarray(np.ascontiguousarray(arr[0]))
+    else:
+        pil = PILImage.fromarray(np.ascontiguousarray(np.moveaxis(arr, 0, -1)), mode="RGB")
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF"}
+    pil.save(path, format=fmt.get(path.suffix.lower(), "PNG"))
+    return path
