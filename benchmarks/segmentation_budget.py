@@ -1,0 +1,85 @@
+"""Segmentation quality under a fixed CPU/GPU wall-time budget, on the shared real datasets.
+
+Usage (from the repository root, with ../shared/data beside it)::
+
+    python benchmarks/segmentation_budget.py hippocampus --budget 20m --out runs/bench_hippocampus
+    python benchmarks/segmentation_budget.py drive --budget 20m
+    python benchmarks/segmentation_budget.py montgomery --budget 20m
+
+Hippocampus and Montgomery: fold 0 of medsight's fixed, saved 5-fold split (seed 12345); the score is the validation
+fold's mean Dice per label (predicted with mirror TTA, at native geometry). DRIVE: trains on the 20 training images
+(fold "all"), predicts the 20 test images and scores F1 and pixel AUC inside the FOV masks against 1st_manual.
+Settings are chosen on validation data only; test splits are never used for choices. The script prints a table and
+writes ``<out>/benchmark.json`` with the command, the machine and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+DATASETS = {
+    "hippocampus": DATA / "msd_task04_hippocampus_cropped",
+    "drive": DATA / "drive" / "training",
+    "montgomery": DATA / "montgomery_cxr_lung_512",
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", choices=sorted(DATASETS))
+    ap.add_argument("--budget", default="20m")
+    ap.add_argument("--out")
+    ap.add_argument("--base-filters", type=int)
+    ap.add_argument("--device")
+    ap.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default: the plan's)")
+    args = ap.parse_args()
+
+    from medsight.cli.segmentation import parse_duration
+    from medsight.tasks.segmentation import predict, train
+    from medsight.train.trainer import TrainConfig
+
+    out = Path(args.out or ROOT / "runs" / f"bench_{args.dataset}")
+    config = TrainConfig(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations)
+    t0 = time.time()
+    fold: list[int] | str = "all" if args.dataset == "drive" else [0]
+    summary = train(DATASETS[args.dataset], out, folds=fold, config=config, base_filters=args.base_filters)
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
+                    "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "budget_s": config.time_budget_s, "wall_s": round(time.time() - t0, 1),
+        "trained": summary.get("trained_now"),
+    }
+    if args.dataset == "drive":
+        from medsight.evaluate.folders import evaluate_folders
+
+        test = DATA / "drive" / "test"
+        predict(out, test / "images", out / "test_predictions", save_probabilities=True, device=args.device)
+        ev = evaluate_folders(out / "test_predictions", test / "1st_manual", roi_dir=test / "mask",
+                              prob_dir=out / "test_predictions", out_dir=out / "test_evaluation", distances=False)
+        fg = next(iter(ev.summary["labels"].values()))["metrics"]
+        result["test"] = {"f1": fg["dice"]["mean"], "auc": fg["auc"]["mean"], "cases": len(ev.rows)}
+        print(f"DRIVE test (20 images, inside FOV): F1 {fg['dice']['mean']:.4f}  AUC {fg['auc']['mean']:.4f}")
+    else:
+        val = summary["trained_now"]["0"]["validation"]
+        vsum = json.loads((out / "fold_0" / "validation" / "summary.json").read_text())
+        per_label = {k: v["metrics"]["dice"]["mean"] for k, v in vsum["labels"].items()}
+        result["validation_fold0"] = {"mean_dice": val["mean_dice"], "per_label_dice": per_label, "cases": val["cases"]}
+        print(f"{args.dataset} fold 0 validation ({val['cases']} cases): mean Dice {val['mean_dice']:.4f}  {per_label}")
+    (out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"written: {out / 'benchmark.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""``medsight plan``, ``train``, ``predict``: thin wrappers around :mod:`medsight.tasks.segmentation`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from medsight.errors import MedsightError
+
+
+def parse_duration(text: str) -> float:
+    """``"20m"``, ``"1h30m"``, ``"90s"``, ``"45"`` (minutes) -> seconds."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t) * 60
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", t)
+    if not parts or "".join(a + b for a, b in parts) != t.replace(" ", ""):
+        raise MedsightError(f"Expected a duration like 20m, 1h30m or 90s, got {text!r}; fix --time-budget")
+    return sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+
+
+def _folds(text: str) -> list[int] | str:
+    if text == "all":
+        return "all"
+    if text in ("cv", "0-4"):
+        return [0, 1, 2, 3, 4]
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError as exc:
+        raise MedsightError(f"Expected --fold as 0..4, a list like 0,1, 'cv' or 'all', got {text!r}; fix --fold") from exc
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="fingerprint a segmentation dataset and write an editable plans.json")
+    p.add_argument("dataset", help="dataset folder, dataset.json, ...")
+    p.add_argument("--out", help="run folder or .json path (default runs/<dataset name>)")
+    p.add_argument("--base-filters", type=int, help="network width (default 32 with a GPU, 16 on CPU)")
+    p.add_argument("--voxel-budget", type=int, help="patch voxels x batch size per step")
+    p.set_defaults(func=cmd_plan)
+
+    t = sub.add_parser("train", help="train a model (segmentation; self-configuring)")
+    t.add_argument("dataset", help="dataset folder, dataset.json, CSV or NPZ")
+    t.add_argument("--task", default="segmentation", choices=["segmentation"], help="task (default segmentation)")
+    t.add_argument("--fold", default="0", help="fold 0..4, a list (0,1), 'cv' for all five, or 'all' (train on every case)")
+    t.add_argument("--out", help="run folder (default runs/<dataset name>)")
+    t.add_argument("--epochs", type=int, help="epochs (default from the plan)")
+    t.add_argument("--iterations", type=int, help="iterations per epoch (default from the plan)")
+    t.add_argument("--time-budget", help="train until this wall time, e.g. 20m; the learning rate is scheduled over it")
+    t.add_argument("--resume", action="store_true", help="continue from fold_K/checkpoint_last.pt")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    t.add_argument("--plan", help="use this plans.json")
+    t.add_argument("--base-filters", type=int, help="network width when planning (default 32 GPU / 16 CPU)")
+    t.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    t.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("predict", help="apply a trained run to a file, a folder or a DICOM series")
+    q.add_argument("run_dir")
+    q.add_argument("input")
+    q.add_argument("output", help="output folder (or a file name when INPUT is one file)")
+    q.add_argument("--no-tta", action="store_true", help="no mirror test-time augmentation (faster)")
+    q.add_argument("--folds", help="comma-separated folds to ensemble (default: all trained)")
+    q.add_argument("--device")
+    q.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several")
+    q.add_argument("--save-probabilities", action="store_true", help="also write <case>_probabilities.npz")
+    q.set_defaults(func=cmd_predict)
+
+
+def _default_run(dataset: str) -> Path:
+    from medsight.data.dataset import load_dataset
+
+    return Path("runs") / load_dataset(dataset).name
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from medsight.cli.progress import case_bar
+    from medsight.tasks.segmentation import plan_dataset
+
+    out = Path(args.out) if args.out else _default_run(args.dataset)
+    plan = plan_dataset(args.dataset, out, base_filters=args.base_filters, voxel_budget=args.voxel_budget,
+                        progress=case_bar("fingerprint", args.quiet))
+    width = max(len(k) for k, _ in plan.table())
+    for k, v in plan.table():
+        print(f"{k:<{width}}  {v}")
+    print(f"\nwritten: {out if out.suffix == '.json' else out / 'plans.json'} (edit it, then 'medsight train')")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medsight.cli.progress import TrainingProgress
+    from medsight.tasks.segmentation import train
+    from medsight.train.trainer import TrainConfig
+
+    budget = parse_duration(args.time_budget) if args.time_budget else None
+    config = TrainConfig(epochs=args.epochs, time_budget_s=budget, iterations_per_epoch=args.iterations, seed=args.seed,
+                         device=args.device, resume=args.resume, val_every=args.val_every)
+    run = Path(args.out) if args.out else _default_run(args.dataset)
+    summary = train(args.dataset, run, folds=_folds(args.fold), config=config, plan_path=args.plan,
+                    base_filters=args.base_filters, progress=TrainingProgress(quiet=args.quiet))
+    for fold, res in summary.get("trained_now", {}).items():
+        val = res.get("validation") or {}
+        md = val.get("mean_dice")
+        print(f"fold {fold}: {res['epochs']} epochs in {res['seconds']:.0f}s; validation mean Dice "
+              f"{md:.4f} on {val.get('cases')} cases" if md is not None else f"fold {fold}: {res['epochs']} epochs in {res['seconds']:.0f}s")
+    cv = summary.get("cross_validation")
+    if cv and cv.get("mean_dice") is not None:
+        print(f"validation (folds {summary['folds_with_validation']}): mean Dice {cv['mean_dice']:.4f} {cv['per_label_dice']}")
+    print(f"run folder: {run}  (report: {run / 'report.html'})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from medsight.cli.progress import case_bar
+    from medsight.tasks.segmentation import predict
+
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    written = predict(args.run_dir, args.input, args.output, tta=not args.no_tta, folds=folds, device=args.device,
+                      save_probabilities=args.save_probabilities, series_uid=args.series, progress=case_bar("predict", args.quiet))
+    for w in written:
+        print(w)
+    return 0

@@ -1,0 +1,1 @@
+"""Prediction: sliding window, test-time mirroring, fold ensembles, postprocessing, native geometry."""

@@ -1,0 +1,1 @@
+"""Dataset fingerprint and the editable plan (plans.json) derived from it."""

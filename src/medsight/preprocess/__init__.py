@@ -1,0 +1,1 @@
+"""Resampling, normalisation and the per-case array cache."""

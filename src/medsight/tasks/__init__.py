@@ -1,0 +1,1 @@
+"""Task pipelines that bind the shared core (data, plan, trainer, predictor, evaluation) together."""

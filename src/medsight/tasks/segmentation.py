@@ -1,0 +1,334 @@
+"""Self-configuring segmentation: plan -> preprocess -> train folds -> validate -> postprocess -> predict.
+
+Run-folder layout::
+
+    RUN/plans.json  splits.json  config.json  preprocessed/
+        fold_<k>/{checkpoint_best.pt, checkpoint_last.pt, metrics.csv, curves.png, validation/}
+        validation/ (pooled per-case metrics after all folds)  summary.json  report.html
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsight.data.dataset import DatasetSpec, load_case, load_dataset
+from medsight.errors import MedsightError, user_error
+from medsight.io import full_suffix, strip_suffix, write_image
+from medsight.io.atomic import write_text
+from medsight.plan.fingerprint import compute_fingerprint
+from medsight.plan.planner import Plan, make_plan
+from medsight.preprocess.cache import CaseCache, preprocess_dataset
+from medsight.tasks.splits import load_or_create_splits
+from medsight.train.trainer import TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def load_segmentation_dataset(path: str | Path) -> DatasetSpec:
+    spec = load_dataset(path)
+    if spec.task != "segmentation":
+        raise user_error("a segmentation dataset (images with label maps)", f"a {spec.task} dataset", path,
+                         "pass --task classification, or point at images with masks")
+    labelled = [c for c in spec.cases if c.label is not None and c.label.exists()]
+    if not labelled:
+        raise user_error("label maps beside the images", "no label files", path, "add a labels/ (or masks/) folder with matching names")
+    if len(labelled) != len(spec.cases):
+        log.warning("%d of %d cases have no label file and are left out of training", len(spec.cases) - len(labelled), len(spec.cases))
+        from dataclasses import replace
+
+        spec = replace(spec, cases=tuple(labelled))
+    return spec
+
+
+def default_base_filters() -> int:
+    """32 (nnU-Net) with a GPU; 16 on a CPU so a model trains in minutes rather than days."""
+    return 32 if torch.cuda.is_available() else 16
+
+
+def plan_dataset(dataset: str | Path, out: str | Path, *, base_filters: int | None = None, voxel_budget: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Plan:
+    """Fingerprint a dataset and write ``out/plans.json`` (``out`` is a run folder or a .json path)."""
+    spec = load_segmentation_dataset(dataset)
+    fp = compute_fingerprint(spec, progress=progress)
+    plan = make_plan(fp, dataset=spec.name, labels=spec.labels, binary_masks=spec.binary_masks, voxel_budget=voxel_budget,
+                     base_filters=base_filters or default_base_filters())
+    out = Path(out)
+    plan.save(out if out.suffix == ".json" else out / "plans.json")
+    return plan
+
+
+def _ensure_plan(spec_path: str | Path, run: Path, *, plan_path: Path | None, base_filters: int | None) -> Plan:
+    target = run / "plans.json"
+    if plan_path is not None:
+        plan = Plan.load(plan_path)
+        plan.save(target)
+        return plan
+    if target.is_file():
+        return Plan.load(target)
+    return plan_dataset(spec_path, run, base_filters=base_filters)
+
+
+def train(
+    dataset: str | Path,
+    run_dir: str | Path,
+    *,
+    folds: list[int] | str = "0",
+    config: TrainConfig | None = None,
+    plan_path: str | Path | None = None,
+    base_filters: int | None = None,
+    num_folds: int = 5,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train one or more folds of a segmentation dataset into ``run_dir``.
+
+    Args:
+        dataset: folder, dataset.json, etc. (see :func:`medsight.data.dataset.load_dataset`).
+        run_dir: output folder; ``plans.json`` and ``splits.json`` are created or reused there.
+        folds: fold indices, or ``"all"`` to train on every case without validation (nnU-Net's fold ``all``).
+        config: run-time options (epochs or time budget, seed, device, resume).
+        plan_path: use this plans.json instead of planning.
+        base_filters: network width when planning (default 32 on GPU, 16 on CPU).
+        num_folds: folds of the cross-validation split.
+        progress: callback receiving progress events (``kind`` = ``preprocess``/``step``/``epoch``/``fold``).
+
+    Returns:
+        The run summary (also written to ``run_dir/summary.json``).
+    """
+    config = config or TrainConfig()
+    spec = load_segmentation_dataset(dataset)
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    plan = _ensure_plan(dataset, run, plan_path=Path(plan_path) if plan_path else None, base_filters=base_filters)
+    if set(plan.labels.values()) != set(spec.labels.values()):
+        raise user_error(f"dataset labels {plan.labels}", spec.labels, run / "plans.json", "re-plan for this dataset (delete plans.json)")
+
+    def pp(done: int, total: int) -> None:
+        if progress:
+            progress({"kind": "preprocess", "done": done, "total": total})
+
+    ids = preprocess_dataset(spec, plan, run / "preprocessed", progress=pp)
+    splits = load_or_create_splits(run / "splits.json", ids, k=num_folds)
+    write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "train": asdict(config)}, indent=2))
+    fold_list: list[int | str] = ["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]
+    cache = CaseCache(run / "preprocessed", ids)
+    results = {}
+    for fold in fold_list:
+        if fold == "all":
+            train_ids, val_ids = ids, []
+        else:
+            if not 0 <= int(fold) < len(splits):
+                raise user_error(f"a fold in 0..{len(splits) - 1} or 'all'", fold, None, "choose an existing fold")
+            train_ids, val_ids = splits[int(fold)]["train"], splits[int(fold)]["val"]
+        fold_dir = run / f"fold_{fold}"
+        if progress:
+            progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})
+        trainer = Trainer(plan, cache, train_ids, val_ids, fold_dir, config, progress=progress)
+        res = trainer.fit()
+        res.pop("history", None)
+        if val_ids:
+            res["validation"] = validate_fold(spec, run, fold_dir, val_ids, device=config.device)
+        results[str(fold)] = res
+    summary = finalize_run(spec, run, num_folds=len(splits))
+    summary["trained_now"] = results
+    return summary
+
+
+def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[str], *, device: str | None = None,
+                  tta: bool = True) -> dict[str, Any]:
+    """Predict the fold's validation cases at native geometry (with mirror TTA), save probabilities, score them."""
+    from medsight.evaluate.folders import json_safe, rows_to_csv
+    from medsight.evaluate.metrics import SegmentationEvaluator
+    from medsight.infer.predictor import Predictor
+
+    pred = Predictor.from_checkpoints([fold_dir / "checkpoint_best.pt"], device=device, tta=tta)
+    out = fold_dir / "validation"
+    out.mkdir(parents=True, exist_ok=True)
+    ev = SegmentationEvaluator(pred.plan.labels)
+    for cid in val_ids:
+        case = load_case(spec, spec.case(cid))
+        labels, probs = pred.predict_case(case)
+        write_image(labels, out / f"{cid}.nii.gz")
+        np.savez_compressed(out / f"{cid}_probabilities.npz", probabilities=probs)
+        ref = case.label_array
+        if ref is None:
+            raise user_error("a label map for validation case", cid, spec.root, "check the dataset's label files")
+        ev.add(cid, labels.array[0], ref, spacing=case.image.spacing,
+               roi=case.mask.array[0] if case.mask is not None else None)
+    write_text(out / "per_case.csv", rows_to_csv(ev.rows))
+    summary = ev.summary()
+    write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2))
+    return {"mean_dice": _mean_dice(summary), "cases": len(val_ids)}
+
+
+def _mean_dice(summary: dict[str, Any]) -> float | None:
+    """Mean over cases of the mean foreground Dice, from a :func:`medsight.evaluate.metrics.summarize` result."""
+    value = (summary.get("foreground_mean") or {}).get("dice")
+    return value.get("mean") if isinstance(value, dict) else value
+
+
+def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, Any]:
+    """When every fold has validation predictions: pool them, decide postprocessing, write summary and report."""
+    from medsight.evaluate.folders import json_safe, rows_to_csv
+    from medsight.evaluate.metrics import SegmentationEvaluator
+    from medsight.infer.postprocess import keep_largest_component
+
+    plan = Plan.load(run / "plans.json")
+    done = [k for k in range(num_folds) if (run / f"fold_{k}" / "validation" / "summary.json").is_file()]
+    summary: dict[str, Any] = {"dataset": spec.name, "folds_with_validation": done, "num_folds": num_folds,
+                               "plan": str(run / "plans.json"), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if done:
+        fg = [v for v in plan.labels.values() if v != 0]
+        ev_raw, ev_pp = SegmentationEvaluator(plan.labels, distances=False), SegmentationEvaluator(plan.labels, distances=False)
+        pooled = SegmentationEvaluator(plan.labels)
+        cases = []
+        for k in done:
+            for f in sorted((run / f"fold_{k}" / "validation").glob("*.nii.gz")):
+                cases.append((strip_suffix(f), f))
+        from medsight.io import read_image
+
+        preds = {}
+        for cid, f in cases:
+            case = load_case(spec, spec.case(cid))
+            ref = case.label_array
+            if ref is None:
+                raise user_error("a label map for validation case", cid, spec.root, "check the dataset's label files")
+            pred = read_image(f).array[0]
+            preds[cid] = (pred, ref, case.image.spacing, case.mask.array[0] if case.mask is not None else None)
+            ev_raw.add(cid, pred, ref, spacing=case.image.spacing)
+            ev_pp.add(cid, keep_largest_component(pred, fg), ref, spacing=case.image.spacing)
+        raw: dict[int, list[float]] = {r: [] for r in fg}
+        post: dict[int, list[float]] = {r: [] for r in fg}
+        for a, b in zip(ev_raw.rows, ev_pp.rows):
+            raw[a["value"]].append(a["dice"])
+            post[b["value"]].append(b["dice"])
+        chosen = [v for v in fg if plan.postprocessing.get("allowed", True)
+                  and np.nanmean(post[v]) > np.nanmean(raw[v]) + 1e-4]
+        decision = {"largest_component": chosen, "allowed": plan.postprocessing.get("allowed", True), "decided": len(done) == num_folds,
+                    "dice_without": {str(v): float(np.nanmean(raw[v])) for v in fg},
+                    "dice_with": {str(v): float(np.nanmean(post[v])) for v in fg}}
+        plan = plan.with_changes(postprocessing=decision)
+        plan.save(run / "plans.json")
+        for cid, (pred, ref, spacing, roi) in preds.items():
+            pooled.add(cid, keep_largest_component(pred, chosen) if chosen else pred, ref, spacing=spacing, roi=roi)
+        vdir = run / "validation"
+        write_text(vdir / "per_case.csv", rows_to_csv(pooled.rows))
+        pooled_summary = pooled.summary()
+        write_text(vdir / "summary.json", json.dumps(json_safe(pooled_summary), indent=2))
+        summary["postprocessing"] = decision
+        summary["cross_validation"] = {
+            "cases": len(preds),
+            "mean_dice": _mean_dice(pooled_summary),
+            "per_label_dice": {name: lab["metrics"]["dice"]["mean"] for name, lab in pooled_summary.get("labels", {}).items()},
+        }
+    write_text(run / "summary.json", json.dumps(json_safe(summary), indent=2))
+    try:
+        from medsight.evaluate.report import write_report
+
+        images = {c.case_id: c.images[0] for c in spec.cases}
+        refs = {c.case_id: c.label for c in spec.cases if c.label is not None}
+        write_report(run, images=images, references=refs)
+    except ImportError:
+        pass
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- predict
+def _input_cases(input_path: Path, n_channels: int) -> list[tuple[str, list[Path]]]:
+    """(case id, files) for a file, a DICOM folder, or a folder of images (nnU-Net ``_0000`` channel files grouped)."""
+    from medsight.io import detect_format
+    from medsight.io.dicom import find_dicom_files
+
+    if input_path.is_file():
+        return [(strip_suffix(input_path), [input_path])]
+    if find_dicom_files(input_path, limit=1) and not any(
+        f.is_file() and full_suffix(f) in (".nii.gz", ".nii", ".png", ".tif", ".nrrd", ".mha") for f in input_path.iterdir()
+    ):
+        return [(input_path.name, [input_path])]
+    files = sorted(f for f in input_path.iterdir() if f.is_file() and not f.name.startswith(".") and full_suffix(f) != ".json")
+    files = [f for f in files if _is_image(f, detect_format)]
+    if not files:
+        raise user_error("image files or a DICOM series", "none", input_path, "point at a file or a folder of images")
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        stem = strip_suffix(f)
+        if n_channels > 1 and len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit():
+            groups.setdefault(stem[:-5], []).append(f)
+        else:
+            groups.setdefault(stem[:-5] if stem.endswith("_0000") else stem, []).append(f)
+    return sorted(groups.items())
+
+
+def _is_image(f: Path, detect: Callable[[Path], str]) -> bool:
+    try:
+        return detect(f) in ("itk", "raster", "dicom")
+    except MedsightError:
+        return False
+
+
+def output_suffix(files: list[Path], image_format: str) -> str:
+    """Predictions keep the input's format: NIfTI -> NIfTI, PNG/TIFF -> PNG/TIFF, DICOM -> NIfTI."""
+    if image_format == "dicom" or files[0].is_dir():
+        return ".nii.gz"
+    suf = full_suffix(files[0])
+    if suf in (".jpg", ".jpeg", ".gif", ".bmp"):
+        return ".png"
+    if suf == ".mhd":
+        return ".mha"
+    return suf
+
+
+def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, tta: bool = True, folds: list[int] | None = None,
+            device: str | None = None, save_probabilities: bool = False, series_uid: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Segment a file, a folder of images or a DICOM series with the run's folds; returns the written files.
+
+    Label maps are written in the input's geometry and format (NIfTI in -> NIfTI out, PNG in -> PNG out, DICOM ->
+    NIfTI). Binary raster predictions are written as 0/255 so they are visible; others as label values.
+    """
+    from medsight.data.case import Case
+    from medsight.infer.predictor import Predictor
+    from medsight.io import read_image
+
+    inp = Path(input_path)
+    if not inp.exists():
+        raise user_error("an existing input file or folder", "nothing", inp, "check the path")
+    predictor = Predictor.from_run(run_dir, folds=folds, device=device, tta=tta)
+    plan = predictor.plan
+    cases = _input_cases(inp, len(plan.channel_names))
+    out = Path(output)
+    single_file_out = inp.is_file() and full_suffix(out) != ""
+    written = []
+    for i, (cid, files) in enumerate(cases):
+        parts = [read_image(f, series_uid=series_uid) for f in files]
+        image = parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))
+        if image.num_channels != len(plan.channel_names):
+            raise user_error(f"{len(plan.channel_names)} channel(s) as in training ({', '.join(plan.channel_names)})",
+                             f"{image.num_channels}", files[0], "give images with the training channels")
+        if image.ndim != plan.dims:
+            raise user_error(f"a {plan.dims}D image as in training", f"a {image.ndim}D image", files[0], "use the matching model")
+        labels, probs = predictor.predict_case(Case(case_id=cid, image=image))
+        suffix = output_suffix(files, image.source.format)
+        target = out if single_file_out else out / f"{cid}{suffix}"
+        if suffix in (".png", ".tif", ".tiff", ".bmp") and plan.binary_masks:
+            labels = labels.with_array((labels.array > 0).astype(np.uint8) * 255)
+        write_image(labels, target)
+        written.append(target)
+        if save_probabilities:
+            from medsight.io.atomic import atomic_path
+
+            with atomic_path(target.parent / f"{cid}_probabilities.npz") as tmp:
+                np.savez_compressed(tmp, probabilities=probs)
+        if progress:
+            progress(i + 1, len(cases))
+    return written

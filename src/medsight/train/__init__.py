@@ -1,0 +1,1 @@
+"""Training: patch sampling, the trainer loop, checkpoints and schedules."""

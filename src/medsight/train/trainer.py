@@ -1,0 +1,277 @@
+"""The training loop: one fold of one plan, resumable, within an epoch count or a wall-time budget.
+
+Writes into ``fold_dir``: ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation Dice),
+``metrics.csv`` (one row per epoch), ``curves.png`` and ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+
+from medsight.errors import MedsightError
+from medsight.io.atomic import write_text
+from medsight.plan.planner import Plan
+from medsight.preprocess.cache import CaseCache
+from medsight.train.checkpoint import load_checkpoint, save_checkpoint
+from medsight.train.sampler import PatchSampler, Prefetcher
+from medsight.train.schedule import lr_at
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Run-time options of one training (the plan holds the data-derived ones).
+
+    Attributes:
+        epochs: number of epochs when no time budget is given (defaults to the plan's).
+        time_budget_s: train until this wall time (seconds) and schedule the learning rate over it.
+        iterations_per_epoch: optimiser steps per epoch (defaults to the plan's).
+        seed: seed for weights, sampling and augmentation.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: CUDA when present.
+        resume: continue from ``checkpoint_last.pt`` when it exists.
+        val_every: validate every N epochs (the last epoch is always validated).
+        deterministic: ask PyTorch for deterministic kernels.
+    """
+
+    epochs: int | None = None
+    time_budget_s: float | None = None
+    iterations_per_epoch: int | None = None
+    seed: int = 0
+    device: str | None = None
+    resume: bool = False
+    val_every: int = 1
+    deterministic: bool = False
+    num_threads: int | None = None
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def network_args(plan: Plan) -> dict[str, Any]:
+    """Constructor arguments of the planned network (stored in checkpoints)."""
+    net = plan.network
+    return {"spatial_dims": plan.dims, "in_channels": len(plan.channel_names), "out_channels": plan.num_classes,
+            "kernels": net.kernels, "strides": net.strides, "filters": net.filters,
+            "deep_supervision": net.deep_supervision, "deep_supr_num": net.deep_supr_num}
+
+
+class SegmentationLoss(torch.nn.Module):
+    """Dice + cross-entropy (MONAI ``DiceCELoss``), summed over deep-supervision outputs with halving weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
+                               smooth_nr=1e-5, smooth_dr=1e-5)
+
+    def forward(self, outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        outs = outputs if isinstance(outputs, list) else [outputs]
+        weights = torch.tensor([0.5**i for i in range(len(outs))])
+        weights = weights / weights.sum()
+        return sum(w * self.loss(o, target) for w, o in zip(weights.tolist(), outs))  # type: ignore[return-value]
+
+
+def dice_per_label(pred: np.ndarray, ref: np.ndarray, labels: list[int]) -> list[float]:
+    """Dice of each label value (NaN when both are empty)."""
+    out = []
+    for v in labels:
+        p, r = pred == v, ref == v
+        denom = p.sum() + r.sum()
+        out.append(float(2 * (p & r).sum() / denom) if denom else float("nan"))
+    return out
+
+
+class Trainer:
+    """Trains one fold. Build with the plan, the cache and the fold's case lists; call :meth:`fit`."""
+
+    def __init__(self, plan: Plan, cache: CaseCache, train_ids: list[str], val_ids: list[str], fold_dir: str | Path,
+                 config: TrainConfig, *, progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        if not train_ids:
+            raise MedsightError("Expected at least one training case, got none; check the split")
+        self.plan, self.cache, self.config = plan, cache, config
+        self.train_ids, self.val_ids = list(train_ids), list(val_ids)
+        self.fold_dir = Path(fold_dir)
+        self.fold_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        seed_everything(config.seed, config.deterministic)
+        from medsight.models import create_model
+
+        self.init_args = network_args(plan)
+        self.model = create_model(plan.network.name, **self.init_args).to(self.device)
+        tc = plan.training
+        if tc.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.model.parameters(), lr=tc.learning_rate, momentum=0.99,
+                                                                    nesterov=True, weight_decay=tc.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay)
+        self.loss_fn = SegmentationLoss()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.sampler = PatchSampler(cache, self.train_ids, tuple(plan.patch_size), plan.batch_size, augment=plan.augment,
+                                    foreground_fraction=tc.foreground_fraction, seed=config.seed)
+        self._sampler_state: dict[str, Any] | None = None
+        self.epoch = 0
+        self.elapsed = 0.0
+        self.best = -math.inf
+        self.history: list[dict[str, float]] = []
+        self.epochs = config.epochs or tc.epochs
+        self.iters = config.iterations_per_epoch or tc.iterations_per_epoch
+        if config.resume and (self.fold_dir / "checkpoint_last.pt").is_file():
+            self._resume(self.fold_dir / "checkpoint_last.pt")
+
+    # ------------------------------------------------------------------------------------------ state
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "elapsed": self.elapsed, "best": self.best,
+            "history": self.history, "sampler": self._sampler_state or self.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
+            "train_ids": self.train_ids, "val_ids": self.val_ids, "config": asdict(self.config),
+        }
+
+    def _resume(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.elapsed, self.best = int(state["epoch"]), float(state["elapsed"]), float(state["best"])
+        self.history = list(state["history"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed %s at epoch %d (%.0f s trained)", path, self.epoch, self.elapsed)
+
+    def save(self, name: str) -> Path:
+        return save_checkpoint(self.fold_dir / name, model=self.model, architecture=self.plan.network.name,
+                               init_args=self.init_args, plan=self.plan.to_dict(), extra=self._extra_state())
+
+    # ------------------------------------------------------------------------------------------ loop
+    def _progress_fraction(self, epoch_float: float) -> float:
+        if self.config.time_budget_s:
+            return self.elapsed / self.config.time_budget_s
+        return epoch_float / max(self.epochs, 1)
+
+    def _done(self, epoch_seconds: float) -> bool:
+        if self.config.time_budget_s:
+            return self.elapsed + 0.5 * epoch_seconds >= self.config.time_budget_s
+        return self.epoch >= self.epochs
+
+    def train_epoch(self, batches: Prefetcher) -> float:
+        self.model.train()
+        losses = []
+        tc = self.plan.training
+        amp = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        for it in range(self.iters):
+            frac = self._progress_fraction(self.epoch + it / self.iters) if not self.config.time_budget_s else \
+                (self.elapsed + time.perf_counter() - t0) / self.config.time_budget_s
+            lr = lr_at(frac, base=tc.learning_rate, schedule=tc.schedule, warmup=tc.warmup_fraction)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            image, label = next(batches)
+            image, label = image.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, enabled=amp):
+                out = self.model(image)
+                loss = self.loss_fn(out, label)
+            if not torch.isfinite(loss):
+                raise MedsightError(f"Expected a finite training loss, got {loss.item()} at epoch {self.epoch}; "
+                                    "lower the learning rate in plans.json or check the images for extreme values")
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 12.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            losses.append(float(loss.detach()))
+            if self.progress:
+                self.progress({"kind": "step", "epoch": self.epoch, "iteration": it + 1, "iterations": self.iters,
+                               "loss": float(np.mean(losses[-20:])), "lr": lr})
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float]:
+        """Whole-case sliding-window validation on (up to ``val_max_cases``) validation cases: (loss, mean fg Dice)."""
+        from medsight.infer.predictor import Predictor
+
+        ids = self.val_ids[: self.plan.training.val_max_cases]
+        if not ids:
+            return float("nan"), float("nan")
+        self.model.eval()
+        pred = Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
+        fg = [v for v in self.plan.labels.values() if v != 0]
+        dices, losses = [], []
+        ce = torch.nn.CrossEntropyLoss()
+        for cid in ids:
+            probs = pred.probabilities(self.cache.images[cid])
+            ref = np.asarray(self.cache.labels[cid])
+            losses.append(float(ce(torch.log(probs.clamp_min(1e-8))[None], torch.as_tensor(ref.astype(np.int64))[None])))
+            dices.append(dice_per_label(probs.argmax(0).numpy(), ref, fg))
+        arr = np.asarray(dices, dtype=float)
+        per_label = np.nanmean(np.where(np.isnan(arr), 1.0, arr), axis=0)
+        return float(np.mean(losses)), float(np.mean(per_label))
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the epoch count or the time budget is reached; returns a summary."""
+        batches = Prefetcher(self.sampler)
+        epoch_seconds = 0.0
+        try:
+            while not self._done(epoch_seconds):
+                t0 = time.perf_counter()
+                train_loss = self.train_epoch(batches)
+                self.epoch += 1
+                last = self._done(time.perf_counter() - t0)
+                val_loss, val_dice = (float("nan"), float("nan"))
+                if self.val_ids and (self.epoch % self.config.val_every == 0 or last):
+                    val_loss, val_dice = self.validate()
+                epoch_seconds = time.perf_counter() - t0
+                self.elapsed += epoch_seconds
+                lr = self.optimizer.param_groups[0]["lr"]
+                row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
+                       "lr": lr, "seconds": round(self.elapsed, 2)}
+                self.history.append(row)
+                # save the sampler as it was right after the last batch used, not after the prefetched ones
+                self._sampler_state = batches.last_state
+                if not math.isnan(val_dice) and val_dice > self.best:
+                    self.best = val_dice
+                    self.save("checkpoint_best.pt")
+                self.save("checkpoint_last.pt")
+                self._write_metrics()
+                if self.progress:
+                    self.progress({"kind": "epoch", **row, "best": self.best})
+        finally:
+            batches.close()
+        if not (self.fold_dir / "checkpoint_best.pt").exists():
+            self.save("checkpoint_best.pt")
+        return {"epochs": self.epoch, "seconds": self.elapsed, "best_val_dice": self.best, "history": self.history}
+
+    def _write_metrics(self) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(METRIC_COLUMNS))
+        w.writeheader()
+        for row in self.history:
+            w.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
+        write_text(self.fold_dir / "metrics.csv", buf.getvalue())
+        try:
+            from medsight.evaluate.report import plot_curves
+
+            plot_curves([self.fold_dir / "metrics.csv"], self.fold_dir / "curves.png")
+        except ImportError:  # the report module is optional for training
+            pass

@@ -1,0 +1,113 @@
+"""Plan -> preprocess -> train a few steps -> predict -> evaluate, on tiny synthetic phantoms."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medsight.cli.app import main
+from medsight.data.image import Image
+from medsight.infer.predictor import Predictor
+from medsight.io import read_image, write_image
+from medsight.tasks.segmentation import plan_dataset, predict, train
+from medsight.train.trainer import TrainConfig
+
+FAST = TrainConfig(epochs=1, iterations_per_epoch=2, seed=0, device="cpu")
+
+
+def _train(dataset: Path, run: Path, folds=(0,), config: TrainConfig = FAST) -> dict:
+    return train(dataset, run, folds=list(folds), config=config, base_filters=4)
+
+
+def test_plan_writes_editable_json(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    plan = plan_dataset(phantom3d_dataset, tmp_path / "run", base_filters=4)
+    data = json.loads((tmp_path / "run" / "plans.json").read_text())
+    assert data["dims"] == 3 and plan.dims == 3
+    assert data["labels"] == {"background": 0, "structure_1": 1, "structure_2": 2}
+    assert data["normalization"][0]["scheme"] == "zscore"  # MR channel: per-image z-score
+    assert all(p % s == 0 for p, s in zip(plan.patch_size, np.prod(plan.network.strides, axis=0)))
+
+
+def test_train_predict_evaluate_3d(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    summary = _train(phantom3d_dataset, run)
+    fold = run / "fold_0"
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt", "metrics.csv", "curves.png"):
+        assert (fold / name).is_file(), name
+    rows = list(csv.DictReader((fold / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert set(rows[0]) >= {"epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"}
+    assert np.isfinite(float(rows[0]["train_loss"]))
+    assert (run / "splits.json").is_file() and (run / "summary.json").is_file() and (run / "report.html").is_file()
+    assert summary["trained_now"]["0"]["validation"]["cases"] >= 1
+    # predict a folder in the input's format and geometry
+    out = tmp_path / "pred"
+    written = predict(run, phantom3d_dataset / "imagesTr", out, tta=False)
+    assert len(written) == 6 and all(w.name.endswith(".nii.gz") for w in written)
+    src = read_image(phantom3d_dataset / "imagesTr" / "case_000_0000.nii.gz")
+    pred = read_image(out / "case_000.nii.gz")
+    assert pred.same_geometry(src) and set(np.unique(pred.array)) <= {0, 1, 2}
+    assert main(["evaluate", str(out), str(phantom3d_dataset / "labelsTr")]) == 0
+
+
+def test_prediction_keeps_oblique_geometry(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(phantom3d_dataset, run)
+    src = read_image(phantom3d_dataset / "imagesTr" / "case_001_0000.nii.gz")
+    c, s = np.cos(0.3), np.sin(0.3)
+    direction = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    odd = Image(src.array, spacing=(2.0, 0.7, 0.9), origin=(-12.5, 30.0, 7.0), direction=direction)
+    write_image(odd, tmp_path / "odd.nii.gz")
+    predict(run, tmp_path / "odd.nii.gz", tmp_path / "odd_pred.nii.gz", tta=True)
+    pred = read_image(tmp_path / "odd_pred.nii.gz")
+    assert pred.shape == odd.shape
+    assert pred.same_geometry(odd)
+
+
+def test_2d_png_in_png_out(phantom2d_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(phantom2d_dataset, run)
+    out = tmp_path / "pred"
+    written = predict(run, phantom2d_dataset / "imagesTr" / "case_000_0000.png", out, tta=True)
+    assert written[0].suffix == ".png"
+    assert read_image(written[0]).shape == (64, 64)
+
+
+def test_resume_continues_epochs(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(phantom3d_dataset, run)
+    cfg = TrainConfig(epochs=2, iterations_per_epoch=2, seed=0, device="cpu", resume=True)
+    _train(phantom3d_dataset, run, config=cfg)
+    rows = list(csv.DictReader((run / "fold_0" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_same_seed_same_losses(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    losses = []
+    for name in ("a", "b"):
+        _train(phantom3d_dataset, tmp_path / name, config=TrainConfig(epochs=1, iterations_per_epoch=3, seed=7, device="cpu"))
+        losses.append(next(csv.DictReader((tmp_path / name / "fold_0" / "metrics.csv").open()))["train_loss"])
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.slow
+def test_fold_ensemble_and_cli(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["-q", "train", str(phantom3d_dataset), "--fold", "0,1", "--out", str(run), "--epochs", "1",
+                 "--iterations", "2", "--base-filters", "4"]) == 0
+    predictor = Predictor.from_run(run, tta=False)
+    assert len(predictor.models) == 2
+    assert main(["-q", "predict", str(run), str(phantom3d_dataset / "imagesTr"), str(tmp_path / "p"), "--no-tta"]) == 0
+    assert len(list((tmp_path / "p").glob("*.nii.gz"))) == 6
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0] and "Traceback" not in err[0]
+    assert main(["predict", str(tmp_path), str(tmp_path), str(tmp_path / "o")]) == 2
+    assert main(["train", str(tmp_path), "--time-budget", "soon"]) == 2
