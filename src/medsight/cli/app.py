@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "medsight.cli.info",
     "medsight.cli.dataset",
     "medsight.cli.segmentation",
+    "medsight.cli.evaluate",
 )
 
 
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medsight: error: Expected read/write permission, got 'permission denied' for {exc.filename}; "
               "fix the permissions or choose another path", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("medsight: interrupted", file=sys.stderr)
         return 130

@@ -22,9 +22,8 @@ class TrainingProgress:
         kind = ev.get("kind")
         if kind == "preprocess":
             if self.pre is None:
-                self.pre = tqdm(total=ev["total"], desc="preprocess", unit="case", file=sys.stderr, leave=False)
-            self.pre.n = ev["done"]
-            self.pre.refresh()
+                self.pre = tqdm(total=ev["total"], desc="preprocess", unit="case", file=sys.stderr, leave=False, disable=None)
+            self.pre.update(ev["done"] - self.pre.n)
             if ev["done"] >= ev["total"]:
                 self.pre.close()
         elif kind == "fold":
@@ -33,7 +32,8 @@ class TrainingProgress:
             if self.bar is None or ev["iteration"] == 1:
                 if self.bar is not None:
                     self.bar.close()
-                self.bar = tqdm(total=ev["iterations"], desc=f"epoch {ev['epoch'] + 1}", unit="it", file=sys.stderr, leave=False)
+                self.bar = tqdm(total=ev["iterations"], desc=f"epoch {ev['epoch'] + 1}", unit="it", file=sys.stderr, leave=False,
+                                disable=None)
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{ev['loss']:.4f}", lr=f"{ev['lr']:.2e}")
         elif kind == "epoch":
@@ -55,9 +55,8 @@ def case_bar(desc: str, quiet: bool = False) -> Any:
         if quiet:
             return
         if "bar" not in state:
-            state["bar"] = tqdm(total=total, desc=desc, unit="case", file=sys.stderr, leave=False)
-        state["bar"].n = done
-        state["bar"].refresh()
+            state["bar"] = tqdm(total=total, desc=desc, unit="case", file=sys.stderr, leave=False, disable=None)
+        state["bar"].update(done - state["bar"].n)
         if done >= total:
             state["bar"].close()
 

@@ -191,7 +191,11 @@ def _load_json_spec(spec_path: Path) -> DatasetSpec:
     data = _read_json(spec_path)
     root = spec_path.parent
     if data.get("layout") == "folders" or "images_dir" in data:
-        return _load_folders(Path(data.get("root", root)) if not Path(data.get("root", root)).is_absolute() else Path(data["root"]), spec=data, spec_path=spec_path)
+        raw = data.get("root")
+        if raw is not None and not isinstance(raw, str):
+            raise user_error("'root' as a path string", repr(raw), spec_path, "fix dataset.json")
+        folder = root if raw is None else (Path(raw) if Path(raw).is_absolute() else root / raw)
+        return _load_folders(folder, spec=data, spec_path=spec_path)
     labels = _labels_from_json(data.get("labels"), spec_path)
     name = str(data.get("name") or root.name)
     if "training" in data:  # MSD
@@ -364,8 +368,8 @@ def _infer_labels(label_files: list[Path], raster: bool, sample: int = 20) -> di
         except MedsightError:
             continue
         vals = np.unique(arr[0]) if arr.shape[0] >= 1 else np.unique(arr)
-        if raster and set(vals.tolist()) <= {0, 255} | set(range(0, 256)) and vals.max(initial=0) > 1:
-            vals = np.array([0, 1])  # binary raster mask (anti-aliased edges are thresholded when read)
+        if raster and vals.max(initial=0) > 1 and np.mean((arr[0] == 0) | (arr[0] == 255)) > 0.99:
+            vals = np.array([0, 1])  # binary 0/255 raster mask (anti-aliased edges are thresholded when read)
         for v in vals.tolist():
             if float(v).is_integer():
                 counts[int(v)] = counts.get(int(v), 0) + 1

@@ -90,10 +90,11 @@ def write_phantom_dataset(
         case = make_phantom(shape, num_labels=num_labels, spacing=spacing, seed=seed + i, case_id=f"case_{i:03d}")
         img = case.image
         if file_ending == ".png":
-            arr = np.clip(img.array, 0, 255).astype(np.uint8)
+            arr = np.clip(img.array / 2.0, 0, 255).astype(np.uint8)
             img = img.with_array(arr)
         write_image(img, root / "imagesTr" / f"case_{i:03d}_0000{file_ending}")
-        assert case.label_map is not None
+        if case.label_map is None:  # make_phantom always returns a label map
+            raise RuntimeError("phantom without label map")
         write_image(case.label_map, root / "labelsTr" / f"case_{i:03d}{file_ending}")
     labels = {"background": 0, **{f"structure_{k}": k for k in range(1, num_labels + 1)}}
     spec = {"name": root.name, "channel_names": {"0": "MR"}, "labels": labels, "numTraining": num_cases, "file_ending": file_ending}

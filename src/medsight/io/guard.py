@@ -28,7 +28,7 @@ def check_allocation(nbytes: int, where: str | Path, what: str = "image") -> Non
     limit = int(0.8 * available_memory_bytes())
     if nbytes > limit:
         raise MedsightError(
-            f"Expected a {what} that fits in memory, got one that needs {nbytes / 1024**3:.1f} GiB "
+            f"Expected {'an' if what[:1] in 'aeiou' else 'a'} {what} that fits in memory, got one that needs {nbytes / 1024**3:.1f} GiB "
             f"(available {limit / 1024**3:.1f} GiB) in {where}; check the header's dimensions, "
             "or crop/downsample the data first"
         )

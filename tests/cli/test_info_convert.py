@@ -1,0 +1,228 @@
+"""Tests for ``medsight info`` and ``medsight convert`` on the real DICOM series, NIfTI, NPZ and synthetic DICOM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from medsight.cli.app import main
+from medsight.data.image import Image
+from medsight.io import read_image, write_image
+from medsight.io.dicom import read_dicom
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DICOM_SERIES = SHARED / "tcia_pgbm005_mr_t1post_dicom" / "volume"
+BREASTMNIST = SHARED / "breastmnist" / "BreastMNIST.npz"
+HIPPOCAMPUS = SHARED / "msd_task04_hippocampus_cropped" / "images" / "hippocampus_001.nii.gz"
+
+
+def _load_dicom_factory() -> ModuleType:
+    """tests/io/dicom_factory.py (tests/io is not a package, and must not be imported as ``io``)."""
+    if "dicom_factory" in sys.modules:
+        return sys.modules["dicom_factory"]
+    spec = importlib.util.spec_from_file_location(
+        "dicom_factory", Path(__file__).resolve().parents[1] / "io" / "dicom_factory.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dicom_factory"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dicom_factory = _load_dicom_factory()
+
+
+def needs(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}")
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medsight: error: Expected "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------- info
+def test_info_dicom_series_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", str(needs(DICOM_SERIES)))
+    assert code == 0
+    assert "24 x 320 x 260" in out
+    assert "6.5 x 0.6875 x 0.6875" in out
+    assert "slices           24" in out  # aligned columns
+    assert "MR" in out and "T1post" in out and "uint16" in out and "0 .. 2461" in out
+
+
+def test_info_dicom_series_json_in_a_subprocess() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "medsight", "info", str(needs(DICOM_SERIES)), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["image"]["shape"] == [24, 320, 260]
+    assert facts["image"]["spacing_mm"] == pytest.approx([6.5, 0.6875, 0.6875])
+    assert facts["image"]["extra"]["num_slices"] == "24"
+    assert len(facts["series"]) == 1 and facts["series"][0]["num_files"] == 24
+
+
+def test_info_nifti(capsys: pytest.CaptureFixture[str]) -> None:
+    path = needs(HIPPOCAMPUS)
+    code, out, _ = run(capsys, "info", str(path))
+    expected = read_image(path)
+    assert code == 0
+    assert "nifti" in out and " x ".join(str(s) for s in expected.shape) in out
+    assert f"orientation   {expected.orientation}" in out
+
+
+def test_info_npz_lists_arrays_and_label_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", str(needs(BREASTMNIST)))
+    assert code == 0
+    assert "train_images" in out and "(546, 28, 28)" in out and "uint8" in out
+    assert "labels 0: 147, 1: 399" in out
+    assert "test_labels" in out and "val_images" in out
+    code, out, _ = run(capsys, "info", str(BREASTMNIST), "--json")
+    arrays = {a["name"]: a for a in json.loads(out)["arrays"]}
+    assert arrays["val_labels"]["label_counts"] == {"0": 21, "1": 57}
+
+
+def test_info_lists_several_series_and_describes_the_chosen_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = dicom_factory.write_series(tmp_path / "study", prefix="a", description="t1", n_slices=3)
+    b = dicom_factory.write_series(
+        tmp_path / "study",
+        prefix="b",
+        description="ct",
+        n_slices=4,
+        modality="CT",
+        slope=1.0,
+        intercept=-1024.0,
+        dtype=np.int16,
+    )
+    code, out, _ = run(capsys, "info", str(tmp_path / "study"))
+    assert code == 0 and "2 series" in out and a.series_uid in out and b.series_uid in out
+    assert "pass --series UID" in out and "shape" not in out
+    code, out, _ = run(capsys, "info", str(tmp_path / "study"), "--series", b.series_uid)
+    assert code == 0 and "4 x 8 x 6" in out and "float32" in out and "HU" in out
+
+
+# ------------------------------------------------------------------------------------------------- convert
+def test_convert_dicom_to_nifti_and_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_path = tmp_path / "t1post.nii.gz"
+    code, out, _ = run(capsys, "convert", str(needs(DICOM_SERIES)), str(out_path))
+    assert code == 0 and "wrote" in out
+    back = read_image(out_path)
+    original = read_dicom(DICOM_SERIES)
+    np.testing.assert_array_equal(back.array, original.array)
+    assert back.same_geometry(original, atol=1e-4)
+
+
+def test_convert_nifti_volume_to_png_slices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    volume = np.arange(4 * 5 * 6, dtype=np.float32).reshape(1, 4, 5, 6) - 20.0
+    src = write_image(Image(volume, spacing=(2.0, 1.0, 1.0)), tmp_path / "vol.nii.gz")
+    code, out, _ = run(capsys, "convert", str(src), str(tmp_path / "png"), "--slices")
+    assert code == 0 and "wrote 4 slices" in out and "mapped values -20..99 to 0..255" in out
+    files = sorted((tmp_path / "png").glob("*.png"))
+    assert [f.name for f in files] == [f"vol_{i:03d}.png" for i in range(4)]
+    first = np.asarray(PILImage.open(files[0]))
+    last = np.asarray(PILImage.open(files[-1]))
+    assert first.dtype == np.uint8 and first.shape == (5, 6)
+    assert first[0, 0] == 0 and last[-1, -1] == 255  # one range for the whole volume
+    # a raster OUT with a 3D input is a slice pattern; the window maps level -/+ width/2
+    code, out, _ = run(capsys, "convert", str(src), str(tmp_path / "win" / "ax.png"), "--window", "10,20")
+    assert code == 0
+    win = np.asarray(PILImage.open(tmp_path / "win" / "ax_001.png"))  # values 10..39
+    assert win[0, 0] == 128 and win[-1, -1] == 255
+
+
+def test_convert_2d_float_to_png_rescales_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_image(
+        Image(np.linspace(-1, 1, 12, dtype=np.float32).reshape(1, 3, 4)), tmp_path / "map.nii.gz"
+    )
+    code, out, _ = run(capsys, "convert", str(src), str(tmp_path / "map.png"))
+    assert code == 0 and "note: float32 values -1..1 mapped to 0..255" in out
+    png = np.asarray(PILImage.open(tmp_path / "map.png"))
+    assert png.dtype == np.uint8 and png.min() == 0 and png.max() == 255
+
+
+def test_convert_dicom_folder_with_series_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dicom_factory.write_series(tmp_path / "study", prefix="a", n_slices=3)
+    b = dicom_factory.write_series(
+        tmp_path / "study",
+        prefix="b",
+        n_slices=4,
+        modality="CT",
+        slope=1.0,
+        intercept=-1024.0,
+        dtype=np.int16,
+    )
+    code, _, _ = run(
+        capsys, "convert", str(tmp_path / "study"), str(tmp_path / "ct.nrrd"), "--series", b.series_uid
+    )
+    assert code == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "ct.nrrd").array[0], b.values)
+
+
+# -------------------------------------------------------------------------------------------------- errors
+def test_missing_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "info", str(tmp_path / "missing.nii.gz"))
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_zero_byte_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    code, _, err = run(capsys, "info", str(tmp_path / "empty.dcm"))
+    assert_one_line_error(code, err, "zero-byte", "empty.dcm")
+
+
+def test_text_file_named_png_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "scan.png").write_text("this is not an image\n")
+    code, _, err = run(capsys, "convert", str(tmp_path / "scan.png"), str(tmp_path / "out.nii.gz"))
+    assert_one_line_error(code, err, "scan.png")
+
+
+def test_two_series_without_choice_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = dicom_factory.write_series(tmp_path / "study", prefix="a", n_slices=2)
+    b = dicom_factory.write_series(tmp_path / "study", prefix="b", n_slices=2)
+    code, _, err = run(capsys, "convert", str(tmp_path / "study"), str(tmp_path / "out.nii.gz"))
+    assert_one_line_error(code, err, "2 series", a.series_uid, b.series_uid, "--series UID")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_window_needs_a_raster_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_image(Image(np.zeros((1, 2, 3, 4), dtype=np.int16)), tmp_path / "v.nii.gz")
+    code, _, err = run(capsys, "convert", str(src), str(tmp_path / "o.nii.gz"), "--window", "40,400")
+    assert_one_line_error(code, err, "--window")
+    code, _, err = run(capsys, "convert", str(src), str(tmp_path / "o.png"), "--window", "40,-1")
+    assert_one_line_error(code, err, "positive width")
+
+
+def test_series_option_needs_dicom_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_image(Image(np.zeros((1, 2, 3, 4), dtype=np.int16)), tmp_path / "v.nii.gz")
+    code, _, err = run(capsys, "info", str(src), "--series", "1.2.3")
+    assert_one_line_error(code, err, "--series only with DICOM input")
