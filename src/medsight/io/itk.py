@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import SimpleITK as sitk
 from medsight.data.image import Image, SourceInfo
 from medsight.errors import MedsightError, user_error
 from medsight.io.guard import check_allocation
+from medsight.io.nifti_check import nifti_integrity
+
+log = logging.getLogger(__name__)
 
 ITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -44,13 +48,20 @@ def read_itk(path: str | Path) -> Image:
     itemsize = sitk.GetPixelIDValueAsString(reader.GetPixelID())
     bytes_per = 8 if "64" in itemsize or "double" in itemsize else 4
     check_allocation(int(np.prod(size, dtype=np.float64)) * comps * bytes_per, path)
+    truncated, non_finite = nifti_integrity(path)
+    if truncated:
+        raise user_error("a complete NIfTI file", truncated, path, "re-export or re-copy the file")
     try:
         img = reader.Execute()
     except RuntimeError as exc:
         raise user_error(
             "a complete image file", "a file whose voxel data cannot be read", path, "re-export or re-download it"
         ) from exc
-    return from_sitk(img, source=SourceInfo(path=str(path), format=format_of(path)))
+    extra = {}
+    if non_finite:
+        log.warning("%s has %d NaN/Inf voxels; they are read as 0", path, non_finite)
+        extra["non_finite_voxels"] = str(non_finite)
+    return from_sitk(img, source=SourceInfo(path=str(path), format=format_of(path), extra=extra))
 
 
 def from_sitk(img: sitk.Image, *, source: SourceInfo | None = None) -> Image:
