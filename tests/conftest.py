@@ -5,6 +5,7 @@ Fixture names are used across the test suite; keep them stable.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,18 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PHANTOM3D_SHAPE = (24, 32, 28)
 PHANTOM2D_SHAPE = (64, 64)
 PHANTOM_CASES = 6
+
+
+@pytest.fixture(autouse=True)
+def _restore_medsight_logger():
+    """``medsight.cli.app.main`` binds the ``medsight`` logger to the current stderr; undo that after each test
+    so a later test does not log into a stream that pytest has closed."""
+    logger = logging.getLogger("medsight")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture(scope="session")

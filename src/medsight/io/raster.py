@@ -25,8 +25,13 @@ def _frame_array(frame: PILImage.Image) -> np.ndarray:
         pal = np.asarray(frame.getpalette() or [], dtype=np.int32).reshape(-1, 3)
         idx = np.asarray(frame)
         used = np.unique(idx)
-        if pal.size and used.max() < len(pal) and np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]):
-            return pal[idx, 0].astype(np.uint8)[None]
+        # a two-entry black/white palette is a binary mask: keep the indices {0, 1}
+        # (DRIVE's 2nd_manual uses (4, 2, 4) and (252, 254, 252))
+        if pal.size and set(used.tolist()) <= {0, 1} and len(pal) >= 2 and pal[0].max() <= 8 and pal[1].min() >= 247:
+            return idx.astype(np.uint8)[None]
+        # near-grey palettes are grey images
+        if pal.size and used.max() < len(pal) and np.ptp(pal[used], axis=1).max(initial=0) <= 4:
+            return np.rint(pal[:, :3].mean(axis=1))[idx].astype(np.uint8)[None]
         frame = frame.convert("RGB")
         mode = "RGB"
     if mode in ("RGBA", "LA", "PA"):

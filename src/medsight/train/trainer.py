@@ -171,7 +171,7 @@ class Trainer:
 
     def _done(self, epoch_seconds: float) -> bool:
         if self.config.time_budget_s:
-            return self.elapsed + 0.5 * epoch_seconds >= self.config.time_budget_s
+            return self.elapsed + 0.25 * epoch_seconds >= self.config.time_budget_s
         return self.epoch >= self.epochs
 
     def train_epoch(self, batches: Prefetcher) -> float:
@@ -180,9 +180,12 @@ class Trainer:
         tc = self.plan.training
         amp = self.device.type == "cuda"
         t0 = time.perf_counter()
+        budget = self.config.time_budget_s
         for it in range(self.iters):
-            frac = self._progress_fraction(self.epoch + it / self.iters) if not self.config.time_budget_s else \
-                (self.elapsed + time.perf_counter() - t0) / self.config.time_budget_s
+            used = self.elapsed + time.perf_counter() - t0
+            if budget and it > 0 and used >= budget:
+                break  # the budget ends inside this epoch: stop here and validate
+            frac = used / budget if budget else self._progress_fraction(self.epoch + it / self.iters)
             lr = lr_at(frac, base=tc.learning_rate, schedule=tc.schedule, warmup=tc.warmup_fraction)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
@@ -237,7 +240,9 @@ class Trainer:
                 t0 = time.perf_counter()
                 train_loss = self.train_epoch(batches)
                 self.epoch += 1
-                last = self._done(time.perf_counter() - t0)
+                spent = time.perf_counter() - t0
+                last = self._done(spent) if not self.config.time_budget_s else \
+                    self.elapsed + spent + 0.25 * spent >= self.config.time_budget_s
                 val_loss, val_dice = (float("nan"), float("nan"))
                 if self.val_ids and (self.epoch % self.config.val_every == 0 or last):
                     val_loss, val_dice = self.validate()

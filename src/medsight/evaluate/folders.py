@@ -1,0 +1,339 @@
+"""Evaluate a folder of predictions against a folder of references, as ``medsight evaluate`` does.
+
+Files are paired by name: the same stem without its format suffix (``case_001.nii.gz`` <-> ``case_001.nii.gz``),
+or, when most stems differ, the leading token before ``_`` (DRIVE: ``21_test.png`` <-> ``21_manual1.gif``),
+with the same rule as dataset folders (:func:`medsight.data.dataset._match`). A reference without a
+prediction is scored as an empty prediction (Dice 0, as nnU-Net does), flagged ``missing`` and warned about.
+
+Outputs (written atomically into ``out_dir``): ``per_case.csv`` (one row per case and label, see
+:mod:`medsight.evaluate.metrics` for columns and conventions) and ``summary.json`` (per-label mean, SD,
+median and bootstrap 95 % CI, plus the pairing facts).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.data.dataset import _image_files, _match, _stem, read_label_map
+from medsight.data.image import Image
+from medsight.errors import InputNotFoundError, MedsightError, user_error
+from medsight.evaluate.metrics import METRICS, SegmentationEvaluator
+from medsight.io.atomic import write_text
+
+log = logging.getLogger(__name__)
+
+RASTER_FORMATS = ("png", "gif", "jpeg", "jpg", "tiff", "tif", "bmp")
+CSV_COLUMNS: tuple[str, ...] = (
+    "case", "label", "value", *METRICS, "volume_unit", "distance_unit", "empty", "missing", "prediction", "reference",
+)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate_folders` found.
+
+    Attributes:
+        rows: one dict per case and label (columns :data:`CSV_COLUMNS`).
+        summary: the :func:`~medsight.evaluate.metrics.summarize` dict plus pairing facts
+            (``missing``, ``unmatched_predictions``, ``match_rule``, ``warnings``, folders).
+        labels: label name -> value that were scored.
+        per_case_csv: where ``per_case.csv`` was written.
+        summary_json: where ``summary.json`` was written.
+        missing: reference files that had no prediction (scored as empty predictions).
+        unmatched: prediction files that had no reference (not scored).
+        match_rule: how files were paired (``"same file stem"`` or ``"leading token before '_'"``).
+        warnings: problems worth a look (missing predictions, unmatched files), also logged and in the summary.
+    """
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    labels: dict[str, int]
+    per_case_csv: Path
+    summary_json: Path
+    missing: tuple[str, ...] = ()
+    unmatched: tuple[str, ...] = ()
+    match_rule: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _folder(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"Expected an existing {what} folder, got {p} which does not exist; check the path")
+    if not p.is_dir():
+        raise user_error(f"a {what} folder", "a file", p, "pass the folder that holds the files")
+    return p
+
+
+def _is_raster(image: Image) -> bool:
+    return image.source.format.lower() in RASTER_FORMATS
+
+
+def read_mask(path: Path, *, binary_ok: bool) -> tuple[np.ndarray, Image]:
+    """Read a label map as ``(*spatial)`` integers, with raster masks stored as 0/255 turned into 0/1.
+
+    A raster file (PNG, GIF, TIFF, ...) whose largest value is 255 is a binary mask (anti-aliased edges are
+    thresholded at 128) when ``binary_ok`` (the labels are unknown or are ``{1}``); label values are
+    kept otherwise.
+
+    Returns:
+        ``(array (*spatial), image (1, *spatial))``.
+    """
+    image = read_label_map(path, binary=False)
+    arr = image.array[0]
+    if binary_ok and _is_raster(image) and arr.size and int(arr.max()) == 255:
+        arr = (arr > 127).astype(np.uint8)
+    return arr, image
+
+
+def _infer_labels(gt_files: Sequence[Path]) -> dict[str, int]:
+    values: set[int] = set()
+    for f in gt_files:
+        arr, _ = read_mask(f, binary_ok=True)
+        values.update(int(v) for v in np.unique(arr))
+    fg = sorted(v for v in values if v != 0)
+    if not fg:
+        raise user_error("some foreground in the reference label maps", "only background (0) in every file",
+                         gt_files[0].parent, "check the reference folder, or pass --labels name=value")
+    if fg == [1]:
+        return {"foreground": 1}
+    return {f"label_{v}": v for v in fg}
+
+
+def _read_probabilities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "probabilities" not in z.files:
+                raise user_error("an NPZ with a 'probabilities' array", f"keys {sorted(z.files)}", path,
+                                 "save the probabilities as np.savez(path, probabilities=array)")
+            prob = np.asarray(z["probabilities"])
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, MedsightError):
+            raise
+        raise user_error("a readable .npz file", f"a read error ({exc})", path, "rewrite the file") from exc
+    if prob.shape != shape and prob.shape[1:] != shape:
+        raise user_error(f"probabilities of shape (C, *{shape})", f"shape {prob.shape}", path,
+                         "save the probabilities on the reference grid")
+    if prob.dtype.kind != "f":
+        raise user_error("float probabilities", f"dtype {prob.dtype}", path, "save float16/float32 probabilities")
+    return prob.astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else format(value, ".8g")
+    return "" if value is None else str(value)
+
+
+def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV text of per-case rows (columns :data:`CSV_COLUMNS` first, then any others)."""
+    extra = [k for r in rows for k in r if k not in CSV_COLUMNS]
+    columns = [*CSV_COLUMNS, *dict.fromkeys(extra)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([_cell(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def read_per_case(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``per_case.csv`` back: metric columns as floats (NaN for blanks), flags as bools."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            raw = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise user_error("a readable per_case.csv", f"a read error ({exc})", path, "re-run medsight evaluate") from exc
+    rows = []
+    for r in raw:
+        row: dict[str, Any] = dict(r)
+        for m in METRICS:
+            if m in row:
+                try:
+                    row[m] = float(row[m]) if row[m] not in (None, "") else math.nan
+                except ValueError:
+                    row[m] = math.nan
+        if "missing" in row:
+            row["missing"] = str(row["missing"]).strip().lower() in ("true", "1")
+        rows.append(row)
+    return rows
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/Inf floats as ``None`` and paths/NumPy scalars as plain JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------- main
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    *,
+    labels: Mapping[str, int] | None = None,
+    roi_dir: str | Path | None = None,
+    prob_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    distances: bool = True,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> EvaluationResult:
+    """Score every reference label map against its prediction and write ``per_case.csv`` + ``summary.json``.
+
+    Args:
+        pred_dir: predicted label maps (NIfTI, NRRD, MHA, PNG, ...), values = label values; raster masks
+            stored as 0/255 are read as 0/1 for binary tasks.
+        gt_dir: reference label maps; their spacing is used (raster files hold none: distances are then
+            in pixels and areas in pixel counts).
+        labels: label name -> value to score; default: every non-zero value found in the references (an extra
+            reading pass; ``{"foreground": 1}`` for binary masks, else ``label_<v>``).
+        roi_dir: optional region-of-interest masks (DRIVE field of view), paired with the references by name;
+            metrics are computed inside them.
+        prob_dir: optional ``<case>.npz`` (or ``<case>_probabilities.npz``) files holding ``probabilities`` ``(C, *spatial)`` (channel i =
+            label value i) or ``(*spatial)`` (foreground), paired with the predictions by name; gives ``auc``.
+        out_dir: where to write the outputs (default ``pred_dir``).
+        distances: compute HD95/ASSD (the slow part).
+        bootstrap: bootstrap resamples for the CIs (0: none).
+        seed: seed of the bootstrap.
+
+    Returns:
+        The :class:`EvaluationResult`.
+
+    Raises:
+        MedsightError: missing or empty folders, unreadable files, shape mismatches (naming the file).
+    """
+    pred_dir = _folder(pred_dir, "prediction")
+    gt_dir = _folder(gt_dir, "reference")
+    out = Path(out_dir) if out_dir is not None else pred_dir
+    gt_files = _image_files(gt_dir)
+    if not gt_files:
+        raise user_error("reference label files (.nii.gz, .png, .gif, ...)", "none", gt_dir, "point at the label folder")
+    pred_files = _image_files(pred_dir)
+    if not pred_files:
+        raise user_error("prediction files (.nii.gz, .png, ...)", "none", pred_dir,
+                         "point at the folder the predictions were written to")
+    pairs, rule = _match(gt_files, pred_files, None, None)
+    used: dict[Path, str] = {}
+    for gt_stem, paired in pairs.items():
+        if paired in used:
+            raise user_error("one reference per prediction",
+                             f"{used[paired]} and {gt_stem} both pairing with {paired.name}", gt_dir,
+                             "give the files unique names")
+        used[paired] = gt_stem
+    by_gt = {_stem(f): f for f in gt_files}
+    missing = tuple(by_gt[s].name for s in by_gt if s not in pairs)
+    unmatched = tuple(f.name for f in pred_files if f not in used)
+    notes: list[str] = []
+    if missing:
+        notes.append(f"{len(missing)} reference(s) without a prediction, scored as empty predictions: "
+                     f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        log.warning("%s", notes[-1])
+    if unmatched:
+        notes.append(f"{len(unmatched)} prediction(s) without a reference, not scored: "
+                     f"{', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''}")
+        log.warning("%s", notes[-1])
+
+    rois: dict[str, Path] = {}
+    if roi_dir is not None:
+        roi_path = _folder(roi_dir, "region-of-interest")
+        rois, _ = _match(gt_files, _image_files(roi_path), None, None)
+        if not rois:
+            raise user_error("mask files named like the references", "no matching names", roi_path,
+                             "name them <case>.png or <number>_<anything>.gif")
+    probs: dict[str, Path] = {}
+    if prob_dir is not None:
+        prob_path = _folder(prob_dir, "probability")
+        npz = sorted(f for f in prob_path.iterdir() if f.is_file() and f.name.lower().endswith(".npz"))
+        if not npz:
+            raise user_error("<case>.npz probability files", "none", prob_path, "write them with np.savez(probabilities=...)")
+        # "<case>.npz" or medsight predict's "<case>_probabilities.npz"
+        by_stem = {_stem(f).removesuffix("_probabilities"): f for f in npz}
+        probs = {_stem(u): by_stem[_stem(u)] for u in used if _stem(u) in by_stem}
+        if not probs:
+            probs, _ = _match(list(used), npz, None, None)
+
+    if labels is None:
+        labels = _infer_labels(gt_files)
+        log.info("labels inferred from the references: %s", labels)
+    evaluator = SegmentationEvaluator(labels, distances=distances)
+    binary_ok = set(evaluator.labels.values()) == {1}
+    n_prob_missing = 0
+    for gt_stem, gt_file in by_gt.items():
+        ref, ref_img = read_mask(gt_file, binary_ok=binary_ok)
+        pf = pairs.get(gt_stem)
+        pred = None
+        if pf is not None:
+            pred, pred_img = read_mask(pf, binary_ok=binary_ok)
+            if pred.shape != ref.shape:
+                raise user_error(f"a prediction of the reference's shape {ref.shape} ({gt_file.name})",
+                                 f"shape {pred.shape}", pf, "predict on the reference grid (medsight predict does)")
+            if not (_is_raster(ref_img) or _is_raster(pred_img)) and not np.allclose(
+                    pred_img.spacing, ref_img.spacing, rtol=1e-3, atol=1e-4):
+                log.warning("%s: spacing %s differs from the reference's %s; using the reference's",
+                            pf.name, pred_img.spacing, ref_img.spacing)
+        roi = None
+        if roi_dir is not None:
+            rf = rois.get(gt_stem)
+            if rf is None:
+                raise user_error(f"a region-of-interest mask for {gt_file.name}", "none", roi_dir,
+                                 "add the mask, or drop --roi-dir")
+            roi_img = read_label_map(rf, binary=True)
+            if roi_img.shape != ref.shape:
+                raise user_error(f"a mask of the reference's shape {ref.shape}", f"shape {roi_img.shape}", rf,
+                                 "use the mask that belongs to this image")
+            roi = roi_img.array[0].astype(bool)
+        prob = None
+        if pf is not None and prob_dir is not None:
+            npz_file = probs.get(_stem(pf))
+            if npz_file is None:
+                n_prob_missing += 1
+            else:
+                prob = _read_probabilities(npz_file, ref.shape)
+        spacing = None if _is_raster(ref_img) else ref_img.spacing
+        case_id = _stem(pf) if pf is not None else gt_stem
+        evaluator.add(case_id, pred, ref, spacing=spacing, prob=prob, roi=roi,
+                      extra={"prediction": pf.name if pf is not None else "", "reference": gt_file.name})
+    if n_prob_missing:
+        notes.append(f"{n_prob_missing} prediction(s) without a probability file: no AUC for them")
+        log.warning("%s", notes[-1])
+
+    rows = evaluator.rows
+    summary = evaluator.summary(bootstrap=bootstrap, seed=seed)
+    summary.update(
+        pred_dir=str(pred_dir), gt_dir=str(gt_dir),
+        roi_dir=str(roi_dir) if roi_dir is not None else None, prob_dir=str(prob_dir) if prob_dir is not None else None,
+        match_rule=rule, missing=list(missing), unmatched_predictions=list(unmatched), warnings=notes,
+    )
+    per_case_csv = write_text(out / "per_case.csv", rows_to_csv(rows))
+    summary_json = write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
+    log.info("evaluated %d case(s): %s, %s", len(evaluator), per_case_csv, summary_json)
+    return EvaluationResult(rows=rows, summary=summary, labels=dict(evaluator.labels), per_case_csv=per_case_csv,
+                            summary_json=summary_json, missing=missing, unmatched=unmatched, match_rule=rule,
+                            warnings=tuple(notes))
+
+
+__all__ = ["CSV_COLUMNS", "EvaluationResult", "evaluate_folders", "json_safe", "read_mask", "read_per_case", "rows_to_csv"]
