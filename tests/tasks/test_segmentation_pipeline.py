@@ -111,3 +111,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(err) == 1 and "missing" in err[0] and "Traceback" not in err[0]
     assert main(["predict", str(tmp_path), str(tmp_path), str(tmp_path / "o")]) == 2
     assert main(["train", str(tmp_path), "--time-budget", "soon"]) == 2
+
+
+def test_predict_dicom_series_writes_nifti_in_its_geometry(phantom3d_dataset: Path, tmp_path: Path, shared_data: Path) -> None:
+    run = tmp_path / "run"
+    _train(phantom3d_dataset, run)
+    series = shared_data / "tcia_pgbm005_mr_t1post_dicom" / "volume"
+    written = predict(run, series, tmp_path / "out", tta=False)
+    assert len(written) == 1 and written[0].name.endswith(".nii.gz")
+    src = read_image(series)
+    pred = read_image(written[0])
+    assert pred.shape == (24, 320, 260)
+    assert pred.same_geometry(src)

@@ -29,7 +29,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from medsight.cli.progress import TrainingProgress
     from medsight.cli.segmentation import parse_duration
     from medsight.evaluate.folders import evaluate_folders
-    from medsight.evaluate.report import write_report
     from medsight.tasks.segmentation import predict, train
     from medsight.train.trainer import TrainConfig
 
@@ -45,7 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     labels = Plan.load(run / "plans.json").labels
     result = evaluate_folders(out / "predictions", data / "labelsTs", labels=labels, out_dir=out / "evaluation",
                               distances=True, bootstrap=200)
-    report = write_report(run, images={p.name.replace("_0000.nii.gz", ""): p for p in (data / "imagesTs").glob("*.nii.gz")})
+    report = run / "report.html"  # written by train() with the validation overlays
     print(f"\nheld-out cases: {len(preds)}  (predictions in {out / 'predictions'})")
     for name, lab in result.summary.get("labels", {}).items():
         m = lab["metrics"]

@@ -94,28 +94,42 @@ class Predictor:
                     )
                 assert isinstance(logits, torch.Tensor)
                 p = torch.softmax(logits.float(), dim=1)
+                del logits
                 p = torch.flip(p, f) if f else p
-                total = p if total is None else total + p
+                if total is None:
+                    total = p
+                else:
+                    total += p  # in place: one probability volume in memory, not one per flip
+                    del p
                 n += 1
-        assert total is not None
-        return (total / n)[0]
+        if total is None:
+            raise RuntimeError("no model to predict with")
+        return total.div_(n)[0]
 
-    def predict_case(self, case: Case) -> tuple[Image, np.ndarray]:
+    def predict_case(self, case: Case, *, with_probabilities: bool = True) -> tuple[Image, np.ndarray | None]:
         """Predict one case; returns the label map (same grid and geometry as the input) and probabilities.
+
+        Args:
+            case: the image to segment (its label, if any, is ignored).
+            with_probabilities: also return the probabilities on the input's grid (costs ``K`` float16 volumes).
 
         Returns:
             ``(labels, probs)``: labels as a one-channel ``Image`` (uint8) and probabilities ``(K, *spatial)`` float16
-            on the input's grid.
+            on the input's grid (``None`` when not asked for).
         """
         pre = preprocess_case(case, self.plan)
         probs = self.probabilities(pre.image)
         props = pre.properties
         probs = resize_probabilities(probs, tuple(props["cropped_shape"]))
-        full = torch.zeros((probs.shape[0], *props["original_shape"]), dtype=torch.float32)
-        full[0] = 1.0
         region = tuple(slice(a, b) for a, b in props["bbox"])
-        full[(slice(None), *region)] = probs
-        labels = full.argmax(0).numpy().astype(np.uint8)
+        labels = np.zeros(props["original_shape"], dtype=np.uint8)  # outside the crop: background
+        labels[region] = probs.argmax(0).numpy().astype(np.uint8)
+        full = None
+        if with_probabilities:
+            full = np.zeros((probs.shape[0], *props["original_shape"]), dtype=np.float16)
+            full[0] = 1.0
+            full[(slice(None), *region)] = probs.numpy().astype(np.float16)
+        del probs
         pp = self.plan.postprocessing.get("largest_component") or []
         if pp:
             labels = keep_largest_component(labels, [int(v) for v in pp])
@@ -123,4 +137,4 @@ class Predictor:
         src = SourceInfo(path="", format=img.source.format, modality=img.source.modality, series_uid=img.source.series_uid,
                          description="medsight segmentation")
         label_img = Image(labels[None], spacing=img.spacing, origin=img.origin, direction=img.direction, source=src)
-        return label_img, full.numpy().astype(np.float16)
+        return label_img, full

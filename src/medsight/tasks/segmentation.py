@@ -159,7 +159,8 @@ def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[st
         case = load_case(spec, spec.case(cid))
         labels, probs = pred.predict_case(case)
         write_image(labels, out / f"{cid}.nii.gz")
-        np.savez_compressed(out / f"{cid}_probabilities.npz", probabilities=probs)
+        if probs is not None:
+            write_probabilities(out / f"{cid}_probabilities.npz", probs)
         ref = case.label_array
         if ref is None:
             raise user_error("a label map for validation case", cid, spec.root, "check the dataset's label files")
@@ -169,6 +170,15 @@ def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[st
     summary = ev.summary()
     write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2))
     return {"mean_dice": _mean_dice(summary), "cases": len(val_ids)}
+
+
+def write_probabilities(path: Path, probs: np.ndarray) -> Path:
+    """Atomically write class probabilities ``(K, *spatial)`` as ``probabilities`` in a compressed ``.npz``."""
+    from medsight.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, probabilities=probs)
+    return path
 
 
 def _mean_dice(summary: dict[str, Any]) -> float | None:
@@ -317,18 +327,15 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
                              f"{image.num_channels}", files[0], "give images with the training channels")
         if image.ndim != plan.dims:
             raise user_error(f"a {plan.dims}D image as in training", f"a {image.ndim}D image", files[0], "use the matching model")
-        labels, probs = predictor.predict_case(Case(case_id=cid, image=image))
+        labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)
         suffix = output_suffix(files, image.source.format)
         target = out if single_file_out else out / f"{cid}{suffix}"
         if suffix in (".png", ".tif", ".tiff", ".bmp") and plan.binary_masks:
             labels = labels.with_array((labels.array > 0).astype(np.uint8) * 255)
         write_image(labels, target)
         written.append(target)
-        if save_probabilities:
-            from medsight.io.atomic import atomic_path
-
-            with atomic_path(target.parent / f"{cid}_probabilities.npz") as tmp:
-                np.savez_compressed(tmp, probabilities=probs)
+        if probs is not None:
+            write_probabilities(target.parent / f"{cid}_probabilities.npz", probs)
         if progress:
             progress(i + 1, len(cases))
     return written

@@ -101,6 +101,22 @@ def dice_per_label(pred: np.ndarray, ref: np.ndarray, labels: list[int]) -> list
     return out
 
 
+def dice_ce_from_probabilities(probs: torch.Tensor, ref: torch.Tensor, foreground: list[int]) -> float:
+    """The training loss on a whole case: cross-entropy + (1 - mean soft Dice over foreground labels).
+
+    Args:
+        probs: ``(K, *spatial)`` class probabilities.
+        ref: ``(*spatial)`` integer labels.
+        foreground: label values scored by the Dice term.
+    """
+    ce = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-8))[None], ref[None])
+    dices = []
+    for v in foreground:
+        p, y = probs[v], (ref == v).float()
+        dices.append((2 * (p * y).sum() + 1e-5) / (p.sum() + y.sum() + 1e-5))
+    return float(ce + 1 - torch.stack(dices).mean()) if dices else float(ce)
+
+
 class Trainer:
     """Trains one fold. Build with the plan, the cache and the fold's case lists; call :meth:`fit`."""
 
@@ -221,11 +237,10 @@ class Trainer:
         pred = Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
         fg = [v for v in self.plan.labels.values() if v != 0]
         dices, losses = [], []
-        ce = torch.nn.CrossEntropyLoss()
         for cid in ids:
             probs = pred.probabilities(self.cache.images[cid])
             ref = np.asarray(self.cache.labels[cid])
-            losses.append(float(ce(torch.log(probs.clamp_min(1e-8))[None], torch.as_tensor(ref.astype(np.int64))[None])))
+            losses.append(dice_ce_from_probabilities(probs, torch.as_tensor(ref.astype(np.int64)), fg))
             dices.append(dice_per_label(probs.argmax(0).numpy(), ref, fg))
         arr = np.asarray(dices, dtype=float)
         per_label = np.nanmean(np.where(np.isnan(arr), 1.0, arr), axis=0)
