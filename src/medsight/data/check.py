@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.dataset import CaseRef, DatasetSpec, load_case
+from medsight.data.dataset import IMAGE_SUFFIXES, CaseRef, DatasetSpec, file_stem, load_case
 from medsight.data.image import Image
 from medsight.errors import MedsightError, user_error
 from medsight.io.nifti_check import nifti_integrity
@@ -50,8 +50,6 @@ KINDS: dict[str, str] = {
 }
 
 _RASTER_FORMATS = frozenset({"png", "tiff", "gif", "jpeg", "bmp", "npz"})
-_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg",
-                  ".gif", ".bmp", ".dcm")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -221,7 +219,7 @@ def _list_files(folder: Path) -> list[Path]:
     except OSError:
         return []
     return sorted(Path(e.path) for e in entries
-                  if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(_FILE_SUFFIXES))
+                  if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 # ---------------------------------------------------------------------------------------------- checker
@@ -471,14 +469,14 @@ class _Checker:
                 continue
             for f in _list_files(folder):
                 if f not in used_labels:
-                    self.add(f, _stem(f), "missing_pair",
+                    self.add(f, file_stem(f), "missing_pair",
                              "label file matches no image; add its image, rename it to the image's name, or remove it")
         if self.spec.layout != "nnunet":
             return  # elsewhere a spec may list a subset on purpose (CSV, MSD training list)
         for folder in sorted(image_dirs - label_dirs):
             for f in _list_files(folder):
                 if f not in used_images:
-                    self.add(f, _stem(f), "ignored_file",
+                    self.add(f, file_stem(f), "ignored_file",
                              f"image file is not part of any case and is ignored; nnU-Net channel files are named "
                              f"<case>_XXXX with XXXX < {max(len(self.spec.channel_names), 1):04d}")
 
@@ -559,14 +557,6 @@ def _other_pattern(image_pattern: str, pairs: list[tuple[str, str]]) -> str | No
     return found.pop() if len(found) == 1 else None
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in _FILE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -605,8 +595,8 @@ def infer_spec_json(spec: DatasetSpec, *, labels: dict[str, int] | None = None) 
     rois = [r for r in spec.cases if r.roi is not None]
     if rois:
         out["roi_dir"] = _relative(rois[0].roi.parent, root)  # type: ignore[union-attr]
-    label_pairs = [(_stem(r.images[0]), _stem(r.label)) for r in labelled]  # type: ignore[arg-type]
-    roi_pairs = [(_stem(r.images[0]), _stem(r.roi)) for r in rois]  # type: ignore[arg-type]
+    label_pairs = [(file_stem(r.images[0]), file_stem(r.label)) for r in labelled]  # type: ignore[arg-type]
+    roi_pairs = [(file_stem(r.images[0]), file_stem(r.roi)) for r in rois]  # type: ignore[arg-type]
     image_pattern = None
     if any(a != b for a, b in label_pairs):
         found = _pair_patterns(label_pairs)

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 IMAGE_DIR_NAMES = ("imagesTr", "images", "image", "img", "imgs", "cxr")
 LABEL_DIR_NAMES = ("labelsTr", "labels", "label", "masks", "mask_labels", "1st_manual", "gt", "groundtruth")
 ROI_DIR_NAMES = ("mask", "fov", "roi")
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp", ".dcm")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -208,11 +208,11 @@ def _load_json_spec(spec_path: Path) -> DatasetSpec:
                 raise user_error("training entries with 'image' and 'label'", repr(entry)[:60], spec_path, f"fix entry {i}")
             img = (root / str(entry["image"])).resolve()
             lab = (root / str(entry["label"])).resolve() if entry.get("label") else None
-            cases.append(CaseRef(case_id=_stem(img), images=(img,), label=lab))
+            cases.append(CaseRef(case_id=file_stem(img), images=(img,), label=lab))
         tests = []
         for entry in data.get("test", []) or []:
             img = (root / str(entry if isinstance(entry, str) else entry.get("image"))).resolve()
-            tests.append(CaseRef(case_id=_stem(img), images=(img,)))
+            tests.append(CaseRef(case_id=file_stem(img), images=(img,)))
         return DatasetSpec(name=name, root=root, layout="msd", task="segmentation", channel_names=channels, labels=labels,
                            cases=tuple(cases), test_cases=tuple(tests), spec_file=spec_path)
     if "channel_names" in data or "file_ending" in data:  # nnU-Net v2
@@ -252,16 +252,17 @@ def _nnunet_cases(images: Path, labels: Path | None, ending: str, n_channels: in
     return cases
 
 
-def _stem(path: Path) -> str:
+def file_stem(path: Path) -> str:
+    """The file name without its image suffix (``case_0000.nii.gz`` -> ``case_0000``)."""
     name = path.name
-    for suf in _IMAGE_SUFFIXES:
+    for suf in IMAGE_SUFFIXES:
         if name.lower().endswith(suf):
             return name[: -len(suf)]
     return path.stem
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(_IMAGE_SUFFIXES))
+def image_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -271,20 +272,20 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _match(images: list[Path], others: list[Path], pattern_img: str | None, pattern_other: str | None) -> tuple[dict[str, Path], str]:
+def match_files(images: list[Path], others: list[Path], pattern_img: str | None, pattern_other: str | None) -> tuple[dict[str, Path], str]:
     """Map image stems to the other folder's files. Returns ({image stem: file}, rule used)."""
-    other_by_stem = {_stem(f): f for f in others}
+    other_by_stem = {file_stem(f): f for f in others}
     if pattern_img and pattern_other:
         rx = re.compile("^" + re.escape(pattern_img).replace(re.escape("{id}"), "(?P<id>.+)") + "$")
         out = {}
         for f in images:
-            m = rx.match(_stem(f))
+            m = rx.match(file_stem(f))
             if m:
                 cand = other_by_stem.get(pattern_other.replace("{id}", m.group("id")))
                 if cand is not None:
-                    out[_stem(f)] = cand
+                    out[file_stem(f)] = cand
         return out, f"pattern {pattern_img} <-> {pattern_other}"
-    exact = {_stem(f): other_by_stem[_stem(f)] for f in images if _stem(f) in other_by_stem}
+    exact = {file_stem(f): other_by_stem[file_stem(f)] for f in images if file_stem(f) in other_by_stem}
     if len(exact) >= max(1, len(images) // 2):
         return exact, "same file stem"
     # leading token rule: "21_training" <-> "21_manual1"
@@ -293,8 +294,8 @@ def _match(images: list[Path], others: list[Path], pattern_img: str | None, patt
 
     other_by_token: dict[str, list[Path]] = {}
     for f in others:
-        other_by_token.setdefault(token(_stem(f)), []).append(f)
-    lead = {_stem(f): other_by_token[token(_stem(f))][0] for f in images if len(other_by_token.get(token(_stem(f)), [])) == 1}
+        other_by_token.setdefault(token(file_stem(f)), []).append(f)
+    lead = {file_stem(f): other_by_token[token(file_stem(f))][0] for f in images if len(other_by_token.get(token(file_stem(f)), [])) == 1}
     return (lead, "leading token before '_'") if len(lead) > len(exact) else (exact, "same file stem")
 
 
@@ -308,25 +309,25 @@ def _load_folders(root: Path, spec: dict[str, Any] | None = None, spec_path: Pat
         roi_dir = None
     if img_dir is None or not img_dir.is_dir():
         class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")] if root.is_dir() else []
-        if len(class_dirs) >= 2 and all(_image_files(d) for d in class_dirs):
+        if len(class_dirs) >= 2 and all(image_files(d) for d in class_dirs):
             return _load_class_folders(root, class_dirs)
         raise user_error(
             f"a dataset folder with dataset.json, or an image folder ({'/'.join(IMAGE_DIR_NAMES[:3])}) beside a label folder "
             f"({'/'.join(LABEL_DIR_NAMES[:4])}), or one folder per class",
             "none of these", where, "arrange the files so, or write a dataset.json (see 'medsight dataset --help')",
         )
-    images = _image_files(img_dir)
+    images = image_files(img_dir)
     if not images:
         raise user_error("image files", "an empty folder", img_dir, "add images (.nii.gz, .png, .tif, ...)")
     labels: dict[str, Path] = {}
     rule = "no labels"
     if lab_dir is not None:
-        labels, rule = _match(images, _image_files(lab_dir), spec.get("image_pattern"), spec.get("label_pattern"))
+        labels, rule = match_files(images, image_files(lab_dir), spec.get("image_pattern"), spec.get("label_pattern"))
     rois: dict[str, Path] = {}
     if roi_dir is not None:
-        rois, _ = _match(images, _image_files(roi_dir), spec.get("image_pattern"), spec.get("roi_pattern"))
+        rois, _ = match_files(images, image_files(roi_dir), spec.get("image_pattern"), spec.get("roi_pattern"))
     cases = tuple(
-        CaseRef(case_id=_stem(f), images=(f,), label=labels.get(_stem(f)) or (lab_dir / f.name if lab_dir else None), roi=rois.get(_stem(f)))
+        CaseRef(case_id=file_stem(f), images=(f,), label=labels.get(file_stem(f)) or (lab_dir / f.name if lab_dir else None), roi=rois.get(file_stem(f)))
         for f in images
     )
     raster = images[0].name.lower().endswith((".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp"))
@@ -384,8 +385,8 @@ def _load_class_folders(root: Path, class_dirs: list[Path]) -> DatasetSpec:
     labels = {d.name: i for i, d in enumerate(class_dirs)}
     cases = []
     for d in class_dirs:
-        for f in _image_files(d):
-            cases.append(CaseRef(case_id=f"{d.name}/{_stem(f)}", images=(f,), class_label=labels[d.name]))
+        for f in image_files(d):
+            cases.append(CaseRef(case_id=f"{d.name}/{file_stem(f)}", images=(f,), class_label=labels[d.name]))
     return DatasetSpec(name=root.name, root=root, layout="class_folders", task="classification", channel_names=(),
                        labels=labels, cases=tuple(cases))
 
@@ -413,7 +414,7 @@ def _load_csv(path: Path) -> DatasetSpec:
     for r in rows:
         img = Path(str(r[orig[img_col]]).strip())
         img = img if img.is_absolute() else (path.parent / img)
-        cases.append(CaseRef(case_id=_stem(img), images=(img,), class_label=labels[str(r[orig[lab_col]]).strip()]))
+        cases.append(CaseRef(case_id=file_stem(img), images=(img,), class_label=labels[str(r[orig[lab_col]]).strip()]))
     return DatasetSpec(name=path.stem, root=path, layout="csv", task="classification", channel_names=(), labels=labels, cases=tuple(cases))
 
 

@@ -2,7 +2,7 @@
 
 Files are paired by name: the same stem without its format suffix (``case_001.nii.gz`` <-> ``case_001.nii.gz``),
 or, when most stems differ, the leading token before ``_`` (DRIVE: ``21_test.png`` <-> ``21_manual1.gif``),
-with the same rule as dataset folders (:func:`medsight.data.dataset._match`). A reference without a
+with the same rule as dataset folders (:func:`medsight.data.dataset.match_files`). A reference without a
 prediction is scored as an empty prediction (Dice 0, as nnU-Net does), flagged ``missing`` and warned about.
 
 Outputs (written atomically into ``out_dir``): ``per_case.csv`` (one row per case and label, see
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.dataset import _image_files, _match, _stem, read_label_map
+from medsight.data.dataset import file_stem, image_files, match_files, read_label_map
 from medsight.data.image import Image
 from medsight.errors import InputNotFoundError, MedsightError, user_error
 from medsight.evaluate.metrics import METRICS, SegmentationEvaluator
@@ -151,14 +151,19 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def read_per_case(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``per_case.csv`` back: metric columns as floats (NaN for blanks), flags as bools."""
+def read_csv_rows(path: str | Path, *, what: str, fix: str) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts; a read problem becomes one clear error naming ``what`` and ``fix``."""
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            raw = list(csv.DictReader(fh))
+            return list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise user_error("a readable per_case.csv", f"a read error ({exc})", path, "re-run medsight evaluate") from exc
+        raise user_error(f"a readable {what}", f"a read error ({exc})", path, fix) from exc
+
+
+def read_per_case(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``per_case.csv`` back: metric columns as floats (NaN for blanks), flags as bools."""
+    raw = read_csv_rows(path, what="per_case.csv", fix="re-run medsight evaluate")
     rows = []
     for r in raw:
         row: dict[str, Any] = dict(r)
@@ -229,14 +234,14 @@ def evaluate_folders(
     pred_dir = _folder(pred_dir, "prediction")
     gt_dir = _folder(gt_dir, "reference")
     out = Path(out_dir) if out_dir is not None else pred_dir
-    gt_files = _image_files(gt_dir)
+    gt_files = image_files(gt_dir)
     if not gt_files:
         raise user_error("reference label files (.nii.gz, .png, .gif, ...)", "none", gt_dir, "point at the label folder")
-    pred_files = _image_files(pred_dir)
+    pred_files = image_files(pred_dir)
     if not pred_files:
         raise user_error("prediction files (.nii.gz, .png, ...)", "none", pred_dir,
                          "point at the folder the predictions were written to")
-    pairs, rule = _match(gt_files, pred_files, None, None)
+    pairs, rule = match_files(gt_files, pred_files, None, None)
     used: dict[Path, str] = {}
     for gt_stem, paired in pairs.items():
         if paired in used:
@@ -244,7 +249,7 @@ def evaluate_folders(
                              f"{used[paired]} and {gt_stem} both pairing with {paired.name}", gt_dir,
                              "give the files unique names")
         used[paired] = gt_stem
-    by_gt = {_stem(f): f for f in gt_files}
+    by_gt = {file_stem(f): f for f in gt_files}
     missing = tuple(by_gt[s].name for s in by_gt if s not in pairs)
     unmatched = tuple(f.name for f in pred_files if f not in used)
     notes: list[str] = []
@@ -260,7 +265,7 @@ def evaluate_folders(
     rois: dict[str, Path] = {}
     if roi_dir is not None:
         roi_path = _folder(roi_dir, "region-of-interest")
-        rois, _ = _match(gt_files, _image_files(roi_path), None, None)
+        rois, _ = match_files(gt_files, image_files(roi_path), None, None)
         if not rois:
             raise user_error("mask files named like the references", "no matching names", roi_path,
                              "name them <case>.png or <number>_<anything>.gif")
@@ -271,10 +276,10 @@ def evaluate_folders(
         if not npz:
             raise user_error("<case>.npz probability files", "none", prob_path, "write them with np.savez(probabilities=...)")
         # "<case>.npz" or medsight predict's "<case>_probabilities.npz"
-        by_stem = {_stem(f).removesuffix("_probabilities"): f for f in npz}
-        probs = {_stem(u): by_stem[_stem(u)] for u in used if _stem(u) in by_stem}
+        by_stem = {file_stem(f).removesuffix("_probabilities"): f for f in npz}
+        probs = {file_stem(u): by_stem[file_stem(u)] for u in used if file_stem(u) in by_stem}
         if not probs:
-            probs, _ = _match(list(used), npz, None, None)
+            probs, _ = match_files(list(used), npz, None, None)
 
     if labels is None:
         labels = _infer_labels(gt_files)
@@ -308,13 +313,13 @@ def evaluate_folders(
             roi = roi_img.array[0].astype(bool)
         prob = None
         if pf is not None and prob_dir is not None:
-            npz_file = probs.get(_stem(pf))
+            npz_file = probs.get(file_stem(pf))
             if npz_file is None:
                 n_prob_missing += 1
             else:
                 prob = _read_probabilities(npz_file, ref.shape)
         spacing = None if _is_raster(ref_img) else ref_img.spacing
-        case_id = _stem(pf) if pf is not None else gt_stem
+        case_id = file_stem(pf) if pf is not None else gt_stem
         evaluator.add(case_id, pred, ref, spacing=spacing, prob=prob, roi=roi,
                       extra={"prediction": pf.name if pf is not None else "", "reference": gt_file.name})
     if n_prob_missing:

@@ -19,7 +19,6 @@ and writes ``run_dir/report.html`` (atomically): self-contained, images embedded
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as _dt
 import html
 import json
@@ -32,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.dataset import _image_files, _stem
-from medsight.errors import InputNotFoundError, MedsightError, user_error
+from medsight.data.dataset import file_stem, image_files
+from medsight.errors import InputNotFoundError, MedsightError
+from medsight.evaluate.folders import read_csv_rows, read_mask, read_per_case
 from medsight.io.atomic import write_text, write_with
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,7 @@ def _num(text: Any) -> float:
 
 def read_metrics_csv(path: str | Path) -> dict[str, np.ndarray]:
     """Columns of a trainer ``metrics.csv`` as float arrays (NaN for blanks); columns absent are left out."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise user_error("a readable metrics.csv", f"a read error ({exc})", path, "check the training run") from exc
+    rows = read_csv_rows(path, what="metrics.csv", fix="check the training run")
     columns = {k.strip() for r in rows for k in r if k}
     return {c: np.asarray([_num(r.get(c)) for r in rows], dtype=float) for c in columns}
 
@@ -101,8 +96,8 @@ def case_index(folder: str | Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputNotFoundError(f"Expected an existing folder, got {folder} which does not exist; check the path")
     out: dict[str, Path] = {}
-    for f in _image_files(folder):
-        stem = _stem(f)
+    for f in image_files(folder):
+        stem = file_stem(f)
         out.setdefault(stem, f)
         m = re.fullmatch(r"(.+)_(\d{4})", stem)
         if m and m.group(2) == "0000":
@@ -346,7 +341,6 @@ def _stat_cell(stats: Mapping[str, Any] | None) -> str:
 
 
 def _validation_section(run_dir: Path) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
-    from medsight.evaluate.folders import read_per_case
 
     val = run_dir / "validation"
     summary, why = _read_json(val / "summary.json")
@@ -452,7 +446,6 @@ def _overlay_section(run_dir: Path, rows: list[dict[str, Any]], summary: dict[st
 
 def _render_case(run_dir: Path, case: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None,
                  images: Mapping[str, Path], references: Mapping[str, Path] | None) -> bytes | None:
-    from medsight.evaluate.folders import read_mask
     from medsight.evaluate.overlay import best_slice, encode_png, overlay_png
     from medsight.io import read_image
 
