@@ -242,14 +242,11 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
             "per_label_dice": {name: lab["metrics"]["dice"]["mean"] for name, lab in pooled_summary.get("labels", {}).items()},
         }
     write_text(run / "summary.json", json.dumps(json_safe(summary), indent=2))
-    try:
-        from medsight.evaluate.report import write_report
+    from medsight.evaluate.report import write_report
 
-        images = {c.case_id: c.images[0] for c in spec.cases}
-        refs = {c.case_id: c.label for c in spec.cases if c.label is not None}
-        write_report(run, images=images, references=refs)
-    except ImportError:
-        pass
+    images = {c.case_id: c.images[0] for c in spec.cases}
+    refs = {c.case_id: c.label for c in spec.cases if c.label is not None}
+    write_report(run, images=images, references=refs)
     return summary
 
 

@@ -181,8 +181,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ loop
     def _progress_fraction(self, epoch_float: float) -> float:
-        if self.config.time_budget_s:
-            return self.elapsed / self.config.time_budget_s
+        """Training progress in [0, 1] by epochs (with a time budget, progress is measured in seconds instead)."""
         return epoch_float / max(self.epochs, 1)
 
     def _done(self, epoch_seconds: float) -> bool:
@@ -278,8 +277,8 @@ class Trainer:
                     self.progress({"kind": "epoch", **row, "best": self.best})
         finally:
             batches.close()
-        if not (self.fold_dir / "checkpoint_best.pt").exists():
-            self.save("checkpoint_best.pt")
+        if not self.val_ids or not (self.fold_dir / "checkpoint_best.pt").exists():
+            self.save("checkpoint_best.pt")  # without validation the best model is the final one
         return {"epochs": self.epoch, "seconds": self.elapsed, "best_val_dice": self.best, "history": self.history}
 
     def _write_metrics(self) -> None:
@@ -289,9 +288,6 @@ class Trainer:
         for row in self.history:
             w.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
         write_text(self.fold_dir / "metrics.csv", buf.getvalue())
-        try:
-            from medsight.evaluate.report import plot_curves
+        from medsight.evaluate.report import plot_curves
 
-            plot_curves([self.fold_dir / "metrics.csv"], self.fold_dir / "curves.png")
-        except ImportError:  # the report module is optional for training
-            pass
+        plot_curves([self.fold_dir / "metrics.csv"], self.fold_dir / "curves.png")
