@@ -16,6 +16,7 @@ writes ``<out>/benchmark.json`` with the command, the machine and the figures.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import sys
@@ -41,6 +42,7 @@ def main() -> int:
     ap.add_argument("--base-filters", type=int)
     ap.add_argument("--device")
     ap.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default: the plan's)")
+    ap.add_argument("--evaluate-only", action="store_true", help="reuse the trained run in --out; only predict and score")
     args = ap.parse_args()
 
     from medsight.cli.segmentation import parse_duration
@@ -51,13 +53,26 @@ def main() -> int:
     config = TrainConfig(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations)
     t0 = time.time()
     fold: list[int] | str = "all" if args.dataset == "drive" else [0]
-    summary = train(DATASETS[args.dataset], out, folds=fold, config=config, base_filters=args.base_filters)
+    if args.evaluate_only:
+        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
+        key = "all" if fold == "all" else "0"
+        rows = list(csv.DictReader((out / f"fold_{key}" / "metrics.csv").open()))
+        summary["trained_now"] = {key: {"epochs": int(rows[-1]["epoch"]), "seconds": float(rows[-1]["seconds"])}}
+        if fold != "all":
+            from medsight.data.dataset import load_dataset
+            from medsight.tasks.segmentation import validate_fold
+
+            val_ids = json.loads((out / "splits.json").read_text())[0]["val"]
+            summary["trained_now"]["0"]["validation"] = validate_fold(load_dataset(DATASETS[args.dataset]), out,
+                                                                      out / "fold_0", val_ids, device=args.device)
+    else:
+        summary = train(DATASETS[args.dataset], out, folds=fold, config=config, base_filters=args.base_filters)
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                     "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "budget_s": config.time_budget_s, "wall_s": round(time.time() - t0, 1),
+        "budget_s": config.time_budget_s,
         "trained": summary.get("trained_now"),
     }
     if args.dataset == "drive":
@@ -76,6 +91,7 @@ def main() -> int:
         per_label = {k: v["metrics"]["dice"]["mean"] for k, v in vsum["labels"].items()}
         result["validation_fold0"] = {"mean_dice": val["mean_dice"], "per_label_dice": per_label, "cases": val["cases"]}
         print(f"{args.dataset} fold 0 validation ({val['cases']} cases): mean Dice {val['mean_dice']:.4f}  {per_label}")
+    result["wall_s"] = round(time.time() - t0, 1)
     (out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"written: {out / 'benchmark.json'}")
     return 0
