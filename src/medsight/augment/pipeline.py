@@ -72,7 +72,8 @@ def augment_batch(
     ``gen`` is only used for the noise samples, so the result is a function of (inputs, params, gen state).
     """
     img, lab = warp(image, label, params.matrices, patch, params.elastic)
-    assert lab is not None
+    if lab is None:  # warp returns a label whenever it is given one
+        raise RuntimeError("label warp failed")
     img = intensity.brightness(img, *params.brightness)
     img = intensity.contrast(img, *params.contrast)
     img = intensity.gamma(img, *params.gamma)

@@ -92,7 +92,8 @@ class Predictor:
                         xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model, overlap=self.overlap,
                         mode="gaussian", padding_mode="constant", sw_device=self.device, device=torch.device("cpu"),
                     )
-                assert isinstance(logits, torch.Tensor)
+                if not isinstance(logits, torch.Tensor):  # MONAI returns a tensor for a tensor-valued network
+                    raise RuntimeError(f"expected a tensor from the network, got {type(logits).__name__}")
                 p = torch.softmax(logits.float(), dim=1)
                 del logits
                 p = torch.flip(p, f) if f else p
