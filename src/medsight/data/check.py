@@ -333,15 +333,12 @@ class _Checker:
             return None
         first_file, first = parts[0]
         for f, other in parts[1:]:
-            if other.shape != first.shape:
-                self.add(f, ref.case_id, "shape_mismatch",
-                         f"channel shape {other.shape} differs from {first_file.name} {first.shape}; "
-                         "resample all channels of a case to one grid")
-            elif not (_is_raster(other) or _is_raster(first)):
-                diff = _geometry_difference(other, first, self.atol)
-                if diff:
-                    self.add(f, ref.case_id, "geometry_mismatch",
-                             f"channel geometry differs from {first_file.name}: {diff}; resample it onto the first channel")
+            self._compare_grid(
+                f, ref.case_id, other, first,
+                shape_msg=f"channel shape {other.shape} differs from {first_file.name} {first.shape}; "
+                          "resample all channels of a case to one grid",
+                geometry_msg=f"channel geometry differs from {first_file.name}: {{diff}}; resample it onto the first channel",
+            )
         for f, img in parts:
             self._note_image(str(f), ref.case_id, img, disk_non_finite[f])
         channels = sum(img.num_channels for _, img in parts)
@@ -351,6 +348,19 @@ class _Checker:
                      f"{channels} channel(s) while channel_names declares {len(expected)} ({', '.join(expected)}); "
                      "fix channel_names or the image files")
         return first  # all channels share the first one's grid (or were reported above)
+
+    def _compare_grid(self, path: Path, case_id: str, img: Image, reference: Image, *, shape_msg: str,
+                      geometry_msg: str) -> None:
+        """Report ``img`` at ``path`` when its shape, or (non-raster files) its geometry, differs from ``reference``.
+
+        ``geometry_msg`` may hold ``{diff}``, replaced by the difference found.
+        """
+        if img.shape != reference.shape:
+            self.add(path, case_id, "shape_mismatch", shape_msg)
+        elif not (_is_raster(img) or _is_raster(reference)):
+            diff = _geometry_difference(img, reference, self.atol)
+            if diff:
+                self.add(path, case_id, "geometry_mismatch", geometry_msg.replace("{diff}", diff))
 
     def _channel_name(self, i: int) -> str:
         names = self.spec.channel_names
@@ -380,16 +390,13 @@ class _Checker:
             self.add(label_path, ref.case_id, "invalid_label", reason)
             return
         if image is not None:
-            if raw.shape != image.shape:
-                self.add(label_path, ref.case_id, "shape_mismatch",
-                         f"label shape {raw.shape} differs from image shape {image.shape} ({Path(image.source.path).name}); "
-                         "re-export the label on the image's grid")
-            elif not (_is_raster(raw) or _is_raster(image)):
-                diff = _geometry_difference(raw, image, self.atol)
-                if diff:
-                    self.add(label_path, ref.case_id, "geometry_mismatch",
-                             f"label geometry differs from the image's: {diff}; resample the label onto the image "
-                             "grid (nearest neighbour) or fix its header")
+            self._compare_grid(
+                label_path, ref.case_id, raw, image,
+                shape_msg=f"label shape {raw.shape} differs from image shape {image.shape} "
+                          f"({Path(image.source.path).name}); re-export the label on the image's grid",
+                geometry_msg="label geometry differs from the image's: {diff}; resample the label onto the image "
+                             "grid (nearest neighbour) or fix its header",
+            )
         present = _unique(values)
         for v in present:
             self.counts[f"label_{v}"] += 1
