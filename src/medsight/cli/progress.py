@@ -40,9 +40,11 @@ class TrainingProgress:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
+            metric = ev.get("metric", "val_dice")
+            name = {"val_dice": "val Dice", "val_auc": "val AUC"}.get(metric, metric.replace("_", " "))
             tqdm.write(
                 f"epoch {ev['epoch']:4d}  train loss {ev['train_loss']:.4f}  val loss {ev['val_loss']:.4f}  "
-                f"val Dice {ev['val_dice']:.4f}  (best {ev['best']:.4f})  {ev['seconds']:.0f}s",
+                f"{name} {ev.get(metric, float('nan')):.4f}  (best {ev['best']:.4f})  {ev['seconds']:.0f}s",
                 file=sys.stderr,
             )
 

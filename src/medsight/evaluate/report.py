@@ -39,6 +39,8 @@ from medsight.io.atomic import write_text, write_with
 log = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+# the validation score plotted beside the losses: the first of these a metrics.csv has
+VAL_SCORES = {"val_dice": "Dice", "val_auc": "AUC"}
 _SHOWN_METRICS = ("dice", "iou", "hd95", "assd", "sensitivity", "precision", "specificity", "accuracy", "auc",
                   "ref_volume", "pred_volume")
 _MAX_OVERLAYS = 24
@@ -117,7 +119,7 @@ def _lookup(index: Mapping[str, Path] | None, case_id: str) -> Path | None:
 
 # ---------------------------------------------------------------------------------------------- curves
 def plot_curves(metrics_csv_paths: Sequence[str | Path], out_png: str | Path) -> Path:
-    """Plot loss (train solid, validation dashed) and validation Dice against epoch, one colour per fold.
+    """Plot loss (train solid, validation dashed) and the validation score (Dice, or AUC for classification) against epoch, one colour per fold.
 
     Args:
         metrics_csv_paths: trainer ``metrics.csv`` files (columns ``epoch, train_loss, val_loss, val_dice,
@@ -133,15 +135,15 @@ def plot_curves(metrics_csv_paths: Sequence[str | Path], out_png: str | Path) ->
     ax_loss, ax_dice = fig.subplots(1, 2)
     colours = [f"C{i}" for i in range(10)]
     plotted = 0
-    for i, p in enumerate(metrics_csv_paths):
-        p = Path(p)
-        data = read_metrics_csv(p)
+    tables = [(Path(p), read_metrics_csv(p)) for p in metrics_csv_paths]
+    score = next((c for c in VAL_SCORES if any(c in d for _, d in tables)), "val_dice")
+    for i, (p, data) in enumerate(tables):
         name = p.parent.name or p.stem
         n = max((len(v) for v in data.values()), default=0)
         epoch = data.get("epoch", np.arange(n, dtype=float))
         c = colours[i % len(colours)]
         for key, ax, style, tag in (("train_loss", ax_loss, "-", "train"), ("val_loss", ax_loss, "--", "val"),
-                                    ("val_dice", ax_dice, "-", "")):
+                                    (score, ax_dice, "-", "")):
             y = data.get(key)
             if y is None:
                 continue
@@ -149,7 +151,7 @@ def plot_curves(metrics_csv_paths: Sequence[str | Path], out_png: str | Path) ->
             if ok.any():
                 ax.plot(epoch[ok], y[ok], style, color=c, label=f"{name} {tag}".strip(), marker="." if ok.sum() < 30 else None)
                 plotted += 1
-    for ax, title, ylabel in ((ax_loss, "Loss", "loss"), (ax_dice, "Validation Dice", "Dice")):
+    for ax, title, ylabel in ((ax_loss, "Loss", "loss"), (ax_dice, f"Validation {VAL_SCORES[score]}", VAL_SCORES[score])):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)

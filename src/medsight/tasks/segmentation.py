@@ -28,7 +28,7 @@ from medsight.plan.fingerprint import compute_fingerprint
 from medsight.plan.planner import Plan, make_plan
 from medsight.preprocess.cache import CaseCache, preprocess_dataset
 from medsight.tasks.splits import load_or_create_splits
-from medsight.train.trainer import TrainConfig, Trainer
+from medsight.train.trainer import SegmentationTrainer, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def train(
         fold_dir = run / f"fold_{fold}"
         if progress:
             progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})
-        trainer = Trainer(plan, cache, train_ids, val_ids, fold_dir, config, progress=progress)
+        trainer = SegmentationTrainer(plan, cache, train_ids, val_ids, fold_dir, config, progress=progress)
         res = trainer.fit()
         res.pop("history", None)
         if val_ids:
@@ -297,15 +297,17 @@ def output_suffix(files: list[Path], image_format: str) -> str:
 
 def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, tta: bool = True, folds: list[int] | None = None,
             device: str | None = None, save_probabilities: bool = False, series_uid: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> list[Path]:
+            progress: Callable[[int, int], None] | None = None, dicom_seg: bool = False) -> list[Path]:
     """Segment a file, a folder of images or a DICOM series with the run's folds; returns the written files.
 
     Label maps are written in the input's geometry and format (NIfTI in -> NIfTI out, PNG in -> PNG out, DICOM ->
     NIfTI). Binary raster predictions are written as 0/255 so they are visible; others as label values.
+    ``dicom_seg``: for a DICOM series input, also write ``<case>_seg.dcm`` (DICOM-SEG, :mod:`medsight.io.dicom_seg`).
     """
     from medsight.data.case import Case
     from medsight.infer.predictor import Predictor
     from medsight.io import read_image
+    from medsight.io.dicom_seg import require_series_input, write_prediction_seg
 
     inp = Path(input_path)
     if not inp.exists():
@@ -324,6 +326,8 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
                              f"{image.num_channels}", files[0], "give images with the training channels")
         if image.ndim != plan.dims:
             raise user_error(f"a {plan.dims}D image as in training", f"a {image.ndim}D image", files[0], "use the matching model")
+        if dicom_seg:
+            require_series_input(image, files[0])
         labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)
         suffix = output_suffix(files, image.source.format)
         target = out if single_file_out else out / f"{cid}{suffix}"
@@ -331,6 +335,9 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
             labels = labels.with_array((labels.array > 0).astype(np.uint8) * 255)
         write_image(labels, target)
         written.append(target)
+        if dicom_seg:
+            written.append(write_prediction_seg(labels, files[0], target, run_dir=run_dir, label_names=plan.labels,
+                                                series_uid=image.source.series_uid))
         if probs is not None:
             write_probabilities(target.parent / f"{cid}_probabilities.npz", probs)
         if progress:

@@ -1,7 +1,10 @@
-"""The training loop: one fold of one plan, resumable, within an epoch count or a wall-time budget.
+"""The training loop, shared by every task: one fold, resumable, within an epoch count or a wall-time budget.
 
-Writes into ``fold_dir``: ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation Dice),
-``metrics.csv`` (one row per epoch), ``curves.png`` and ``log.txt``.
+:class:`Trainer` is the task-independent loop; :class:`SegmentationTrainer` binds it to patches, Dice+CE and
+sliding-window validation; ``medsight.tasks.classification`` binds it to whole images and AUC.
+
+Writes into ``fold_dir``: ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation score),
+``metrics.csv`` (one row per epoch) and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from monai.losses import DiceCELoss
 
 from medsight.errors import MedsightError
 from medsight.io.atomic import write_text
-from medsight.plan.planner import Plan
+from medsight.plan.planner import Plan, TrainingConfig
 from medsight.preprocess.cache import CaseCache
 from medsight.train.checkpoint import load_checkpoint, save_checkpoint
 from medsight.train.sampler import PatchSampler, Prefetcher
@@ -31,7 +34,6 @@ from medsight.train.schedule import lr_at
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class TrainConfig:
         resume: continue from ``checkpoint_last.pt`` when it exists.
         val_every: validate every N epochs (the last epoch is always validated).
         deterministic: ask PyTorch for deterministic kernels.
+        num_threads: CPU threads for PyTorch (default: PyTorch's choice).
+        patience: stop when the selection metric has not improved for this many epochs (early stopping).
     """
 
     epochs: int | None = None
@@ -58,6 +62,7 @@ class TrainConfig:
     val_every: int = 1
     deterministic: bool = False
     num_threads: int | None = None
+    patience: int | None = None
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -118,13 +123,26 @@ def dice_ce_from_probabilities(probs: torch.Tensor, ref: torch.Tensor, foregroun
 
 
 class Trainer:
-    """Trains one fold. Build with the plan, the cache and the fold's case lists; call :meth:`fit`."""
+    """The task-independent training loop: optimiser, learning-rate schedule, AMP, gradient clipping, time budget,
+    early stopping, checkpoints (last and best), exact resume, ``metrics.csv`` and curves.
 
-    def __init__(self, plan: Plan, cache: CaseCache, train_ids: list[str], val_ids: list[str], fold_dir: str | Path,
-                 config: TrainConfig, *, progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+    A task subclasses it and implements :meth:`build_model`, :meth:`build_sampler`, :meth:`compute_loss` and
+    :meth:`validate`; it sets the attributes it needs *before* calling ``super().__init__``.
+
+    Class attributes:
+        metric_columns: validation metrics written to ``metrics.csv`` (beside ``val_loss``).
+        selection_metric: the one (higher is better) that picks ``checkpoint_best.pt`` and drives early stopping.
+    """
+
+    metric_columns: tuple[str, ...] = ("val_dice",)
+    selection_metric = "val_dice"
+
+    def __init__(self, fold_dir: str | Path, config: TrainConfig, *, train_ids: list[str], val_ids: list[str],
+                 architecture: str, init_args: dict[str, Any], plan_dict: dict[str, Any], training: TrainingConfig,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not train_ids:
             raise MedsightError("Expected at least one training case, got none; check the split")
-        self.plan, self.cache, self.config = plan, cache, config
+        self.config, self.training = config, training
         self.train_ids, self.val_ids = list(train_ids), list(val_ids)
         self.fold_dir = Path(fold_dir)
         self.fold_dir.mkdir(parents=True, exist_ok=True)
@@ -133,36 +151,63 @@ class Trainer:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed, config.deterministic)
-        from medsight.models import create_model
-
-        self.init_args = network_args(plan)
-        self.model = create_model(plan.network.name, **self.init_args).to(self.device)
-        tc = plan.training
-        if tc.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.model.parameters(), lr=tc.learning_rate, momentum=0.99,
-                                                                    nesterov=True, weight_decay=tc.weight_decay)
+        self.architecture, self.init_args, self.plan_dict = architecture, init_args, plan_dict
+        self.model = self.build_model().to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if training.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=training.learning_rate, momentum=0.99,
+                                                                    nesterov=True, weight_decay=training.weight_decay)
         else:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay)
-        self.loss_fn = SegmentationLoss()
+            self.optimizer = torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
-        self.sampler = PatchSampler(cache, self.train_ids, tuple(plan.patch_size), plan.batch_size, augment=plan.augment,
-                                    foreground_fraction=tc.foreground_fraction, seed=config.seed)
+        self.sampler = self.build_sampler()
         self._sampler_state: dict[str, Any] | None = None
         self.epoch = 0
         self.elapsed = 0.0
         self.best = -math.inf
+        self.best_epoch = 0
         self.history: list[dict[str, float]] = []
-        self.epochs = config.epochs or tc.epochs
-        self.iters = config.iterations_per_epoch or tc.iterations_per_epoch
+        self.epochs = config.epochs or training.epochs
+        self.iters = config.iterations_per_epoch or training.iterations_per_epoch
+        self.stopped_early = False
         if config.resume and (self.fold_dir / "checkpoint_last.pt").is_file():
             self._resume(self.fold_dir / "checkpoint_last.pt")
+
+    # ------------------------------------------------------------------------------------------ task hooks
+    def build_model(self) -> torch.nn.Module:
+        from medsight.models import create_model
+
+        return create_model(self.architecture, **self.init_args)
+
+    def build_sampler(self) -> Any:
+        """An object with ``next_batch()``, ``state_dict()`` and ``load_state_dict()`` (see :class:`PatchSampler`)."""
+        raise NotImplementedError
+
+    def compute_loss(self, batch: Any) -> torch.Tensor:
+        """The loss of one batch already on the device (called under autocast)."""
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:
+        """``val_loss`` and every name in :attr:`metric_columns` (NaN where not computed)."""
+        raise NotImplementedError
+
+    def to_device(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(self.to_device(b) for b in batch)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        return batch
 
     # ------------------------------------------------------------------------------------------ state
     def _extra_state(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "elapsed": self.elapsed, "best": self.best,
-            "history": self.history, "sampler": self._sampler_state or self.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
+            "best_epoch": self.best_epoch, "history": self.history,
+            "sampler": self._sampler_state or self.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
             "train_ids": self.train_ids, "val_ids": self.val_ids, "config": asdict(self.config),
+            "selection_metric": self.selection_metric,
         }
 
     def _resume(self, path: Path) -> None:
@@ -170,14 +215,15 @@ class Trainer:
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.elapsed, self.best = int(state["epoch"]), float(state["elapsed"]), float(state["best"])
+        self.best_epoch = int(state.get("best_epoch", self.epoch))
         self.history = list(state["history"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at epoch %d (%.0f s trained)", path, self.epoch, self.elapsed)
 
     def save(self, name: str) -> Path:
-        return save_checkpoint(self.fold_dir / name, model=self.model, architecture=self.plan.network.name,
-                               init_args=self.init_args, plan=self.plan.to_dict(), extra=self._extra_state())
+        return save_checkpoint(self.fold_dir / name, model=self.model, architecture=self.architecture,
+                               init_args=self.init_args, plan=self.plan_dict, extra=self._extra_state())
 
     # ------------------------------------------------------------------------------------------ loop
     def _progress_fraction(self, epoch_float: float) -> float:
@@ -185,6 +231,8 @@ class Trainer:
         return epoch_float / max(self.epochs, 1)
 
     def _done(self, epoch_seconds: float) -> bool:
+        if self.stopped_early:
+            return True
         if self.config.time_budget_s:
             return self.elapsed + 0.25 * epoch_seconds >= self.config.time_budget_s
         return self.epoch >= self.epochs
@@ -192,7 +240,7 @@ class Trainer:
     def train_epoch(self, batches: Prefetcher) -> float:
         self.model.train()
         losses = []
-        tc = self.plan.training
+        tc = self.training
         amp = self.device.type == "cuda"
         t0 = time.perf_counter()
         budget = self.config.time_budget_s
@@ -204,12 +252,10 @@ class Trainer:
             lr = lr_at(frac, base=tc.learning_rate, schedule=tc.schedule, warmup=tc.warmup_fraction)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            image, label = next(batches)
-            image, label = image.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
+            batch = self.to_device(next(batches))
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, enabled=amp):
-                out = self.model(image)
-                loss = self.loss_fn(out, label)
+                loss = self.compute_loss(batch)
             if not torch.isfinite(loss):
                 raise MedsightError(f"Expected a finite training loss, got {loss.item()} at epoch {self.epoch}; "
                                     "lower the learning rate in plans.json or check the images for extreme values")
@@ -224,15 +270,87 @@ class Trainer:
                                "loss": float(np.mean(losses[-20:])), "lr": lr})
         return float(np.mean(losses))
 
-    @torch.no_grad()
-    def validate(self) -> tuple[float, float]:
-        """Whole-case sliding-window validation on (up to ``val_max_cases``) validation cases: (loss, mean fg Dice)."""
+    def fit(self) -> dict[str, Any]:
+        """Train until the epoch count, the time budget or early stopping ends it; returns a summary."""
+        batches = Prefetcher(self.sampler)
+        epoch_seconds = 0.0
+        patience = self.config.patience
+        try:
+            while not self._done(epoch_seconds):
+                t0 = time.perf_counter()
+                train_loss = self.train_epoch(batches)
+                self.epoch += 1
+                spent = time.perf_counter() - t0
+                last = self._done(spent) if not self.config.time_budget_s else \
+                    self.elapsed + spent + 0.25 * spent >= self.config.time_budget_s
+                val: dict[str, float] = {"val_loss": float("nan"), **{c: float("nan") for c in self.metric_columns}}
+                if self.val_ids and (self.epoch % self.config.val_every == 0 or last):
+                    self.model.eval()
+                    with torch.no_grad():
+                        val.update(self.validate())
+                epoch_seconds = time.perf_counter() - t0
+                self.elapsed += epoch_seconds
+                lr = self.optimizer.param_groups[0]["lr"]
+                row = {"epoch": self.epoch, "train_loss": train_loss, **val, "lr": lr, "seconds": round(self.elapsed, 2)}
+                self.history.append(row)
+                # save the sampler as it was right after the last batch used, not after the prefetched ones
+                self._sampler_state = batches.last_state
+                score = val.get(self.selection_metric, float("nan"))
+                if not math.isnan(score) and score > self.best:
+                    self.best, self.best_epoch = score, self.epoch
+                    self.save("checkpoint_best.pt")
+                if patience and self.val_ids and self.epoch - self.best_epoch >= patience:
+                    self.stopped_early = True
+                    log.info("early stop at epoch %d: %s has not improved for %d epochs (best %.4f at epoch %d)",
+                             self.epoch, self.selection_metric, patience, self.best, self.best_epoch)
+                self.save("checkpoint_last.pt")
+                self._write_metrics()
+                if self.progress:
+                    self.progress({"kind": "epoch", **row, "best": self.best, "metric": self.selection_metric})
+        finally:
+            batches.close()
+        if not self.val_ids or not (self.fold_dir / "checkpoint_best.pt").exists():
+            self.save("checkpoint_best.pt")  # without validation the best model is the final one
+        return {"epochs": self.epoch, "seconds": self.elapsed, f"best_{self.selection_metric}": self.best,
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "history": self.history}
+
+    def _write_metrics(self) -> None:
+        columns = ("epoch", "train_loss", "val_loss", *self.metric_columns, "lr", "seconds")
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        for row in self.history:
+            w.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "")) for k in columns})
+        write_text(self.fold_dir / "metrics.csv", buf.getvalue())
+        from medsight.evaluate.report import plot_curves
+
+        plot_curves([self.fold_dir / "metrics.csv"], self.fold_dir / "curves.png")
+
+
+class SegmentationTrainer(Trainer):
+    """Trains one fold of a segmentation plan: foreground-oversampled patches, Dice+CE with deep supervision,
+    whole-case sliding-window validation (mean foreground Dice selects the best checkpoint)."""
+
+    def __init__(self, plan: Plan, cache: CaseCache, train_ids: list[str], val_ids: list[str], fold_dir: str | Path,
+                 config: TrainConfig, *, progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.plan, self.cache = plan, cache
+        self.loss_fn = SegmentationLoss()
+        super().__init__(fold_dir, config, train_ids=train_ids, val_ids=val_ids, architecture=plan.network.name,
+                         init_args=network_args(plan), plan_dict=plan.to_dict(), training=plan.training, progress=progress)
+
+    def build_sampler(self) -> PatchSampler:
+        return PatchSampler(self.cache, self.train_ids, tuple(self.plan.patch_size), self.plan.batch_size, augment=self.plan.augment,
+                            foreground_fraction=self.plan.training.foreground_fraction, seed=self.config.seed)
+
+    def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        image, label = batch
+        return self.loss_fn(self.model(image), label)
+
+    def validate(self) -> dict[str, float]:
+        """Whole-case sliding-window validation on (up to ``val_max_cases``) validation cases: loss and mean fg Dice."""
         from medsight.infer.predictor import Predictor
 
         ids = self.val_ids[: self.plan.training.val_max_cases]
-        if not ids:
-            return float("nan"), float("nan")
-        self.model.eval()
         pred = Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
         fg = [v for v in self.plan.labels.values() if v != 0]
         dices, losses = [], []
@@ -243,51 +361,4 @@ class Trainer:
             dices.append(dice_per_label(probs.argmax(0).numpy(), ref, fg))
         arr = np.asarray(dices, dtype=float)
         per_label = np.nanmean(np.where(np.isnan(arr), 1.0, arr), axis=0)
-        return float(np.mean(losses)), float(np.mean(per_label))
-
-    def fit(self) -> dict[str, Any]:
-        """Train until the epoch count or the time budget is reached; returns a summary."""
-        batches = Prefetcher(self.sampler)
-        epoch_seconds = 0.0
-        try:
-            while not self._done(epoch_seconds):
-                t0 = time.perf_counter()
-                train_loss = self.train_epoch(batches)
-                self.epoch += 1
-                spent = time.perf_counter() - t0
-                last = self._done(spent) if not self.config.time_budget_s else \
-                    self.elapsed + spent + 0.25 * spent >= self.config.time_budget_s
-                val_loss, val_dice = (float("nan"), float("nan"))
-                if self.val_ids and (self.epoch % self.config.val_every == 0 or last):
-                    val_loss, val_dice = self.validate()
-                epoch_seconds = time.perf_counter() - t0
-                self.elapsed += epoch_seconds
-                lr = self.optimizer.param_groups[0]["lr"]
-                row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
-                       "lr": lr, "seconds": round(self.elapsed, 2)}
-                self.history.append(row)
-                # save the sampler as it was right after the last batch used, not after the prefetched ones
-                self._sampler_state = batches.last_state
-                if not math.isnan(val_dice) and val_dice > self.best:
-                    self.best = val_dice
-                    self.save("checkpoint_best.pt")
-                self.save("checkpoint_last.pt")
-                self._write_metrics()
-                if self.progress:
-                    self.progress({"kind": "epoch", **row, "best": self.best})
-        finally:
-            batches.close()
-        if not self.val_ids or not (self.fold_dir / "checkpoint_best.pt").exists():
-            self.save("checkpoint_best.pt")  # without validation the best model is the final one
-        return {"epochs": self.epoch, "seconds": self.elapsed, "best_val_dice": self.best, "history": self.history}
-
-    def _write_metrics(self) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(METRIC_COLUMNS))
-        w.writeheader()
-        for row in self.history:
-            w.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
-        write_text(self.fold_dir / "metrics.csv", buf.getvalue())
-        from medsight.evaluate.report import plot_curves
-
-        plot_curves([self.fold_dir / "metrics.csv"], self.fold_dir / "curves.png")
+        return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(per_label))}
