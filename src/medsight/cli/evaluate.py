@@ -37,6 +37,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, metavar="DIR", help="where to write per_case.csv and summary.json (default PRED_DIR)")
     p.add_argument("--no-distances", action="store_true", help="skip HD95 and ASSD (much faster on large volumes)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    p.add_argument("--lesions", action="store_true",
+                   help="lesion-level evaluation instead: sensitivity, FP per case, FROC, CPM (see docs/clinical.md)")
+    from medsight.cli.clinical import _add_lesion_options
+
+    _add_lesion_options(p)
     p.set_defaults(func=run_evaluate)
 
     r = subparsers.add_parser(
@@ -103,6 +108,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``medsight evaluate``; returns the exit code."""
     from medsight.evaluate.folders import evaluate_folders, json_safe
 
+    if args.lesions:
+        return run_lesion_evaluation(args)
     result = evaluate_folders(
         args.pred_dir, args.gt_dir, labels=parse_labels(args.labels), roi_dir=args.roi_dir,
         prob_dir=args.prob_dir, out_dir=args.out, distances=not args.no_distances,
@@ -120,6 +127,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"missing predictions (scored as empty): {len(result.missing)}")
     print(f"per-case metrics: {result.per_case_csv}")
     print(f"summary:          {result.summary_json}")
+    return 0
+
+
+def run_lesion_evaluation(args: argparse.Namespace) -> int:
+    """``medsight evaluate --lesions``: FROC and CPM (:mod:`medsight.evaluate.lesion_folders`)."""
+    from medsight.evaluate.lesion_folders import evaluate_lesion_folders
+
+    result = evaluate_lesion_folders(args.pred_dir, args.gt_dir, prob_dir=args.prob_dir, out_dir=args.out,
+                                     value=args.lesion_label, threshold=args.threshold, min_volume=args.min_volume)
+    summary = result.froc.as_dict()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    at = ", ".join(f"{k}: {v:.3f}" for k, v in summary["sensitivity_at_fp_per_case"].items())  # type: ignore[attr-defined]
+    print(f"{summary['n_cases']} cases, {summary['n_reference_lesions']} reference lesions")
+    print(f"sensitivity {_fmt(summary['sensitivity'])} at {_fmt(summary['fp_per_case'])} FP per case (all detections)")
+    print(f"CPM {summary['cpm']:.4f}  (sensitivity at FP/case {at})")
+    print(f"detections: {result.detections_csv}")
+    print(f"FROC:       {result.froc_csv}, {result.froc_png}")
+    print(f"summary:    {result.summary_json}")
     return 0
 
 

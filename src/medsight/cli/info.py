@@ -29,6 +29,7 @@ examples:
                                                                 one 8-bit PNG per slice, soft-tissue window (HU)
   medsight convert ct.nii.gz out/axial.png                      a volume to a raster: out/axial_000.png, ...
   medsight convert --window=-600,1500 ct.nii.gz lung/ --slices  negative levels need the '=' form
+  medsight convert ct.nii.gz lung/ --slices --window lung       a named CT preset (level -600, width 1500)
 
 outputs: .nii.gz/.nii/.nrrd/.mha keep values and geometry. PNG/TIFF/BMP of a volume give one file per slice
 (<stem>_000.png ...), values mapped to 0..255 with one range for the whole volume (min-max, or the window);
@@ -77,8 +78,9 @@ def register(subparsers: Any) -> None:
     )
     convert.add_argument(
         "--window",
-        metavar="LEVEL,WIDTH",
-        help="map LEVEL-WIDTH/2..LEVEL+WIDTH/2 to 0..255 for PNG/TIFF output (e.g. 40,400 in HU)",
+        metavar="PRESET|LEVEL,WIDTH",
+        help="map LEVEL-WIDTH/2..LEVEL+WIDTH/2 to 0..255 for PNG/TIFF output (e.g. 40,400 in HU), or a CT preset: "
+        "lung, mediastinum, abdomen, soft_tissue, liver, bone, brain, subdural, stroke, temporal_bone",
     )
     convert.set_defaults(func=run_convert)
 
@@ -155,6 +157,8 @@ def _print_image(d: dict[str, Any]) -> None:
         "pixel_spacing_source": "spacing from",
         "gantry_tilt_deg": "gantry tilt (deg)",
         "sorted_by": "sorted by",
+        "segments": "segments",
+        "referenced_series": "referenced series",
     }
     rows += [(label, str(extra[key])) for key, label in labels.items() if key in extra]
     rows += [("warning", w) for w in d.get("warnings", [])]

@@ -1,7 +1,7 @@
 """Overlays of label maps on images, for reports and quick checks.
 
-An overlay is an ``(H, W, 3)`` uint8 RGB array: the image rescaled to grey (percentiles 0.5-99.5 or a
-``(level, width)`` window), each label as a semi-transparent fill with a solid contour in its colour from a
+An overlay is an ``(H, W, 3)`` uint8 RGB array: the image rescaled to grey (percentiles 0.5-99.5, a
+``(level, width)`` window or a CT preset name such as ``"lung"``), each label as a semi-transparent fill with a solid contour in its colour from a
 fixed table (the first entries follow ITK-SNAP: red, green, blue, yellow, cyan, magenta), and an optional
 reference drawn as a contour only, in a colour of its own (white by default), beneath the label contours: where
 prediction and reference agree the label colour shows, and the reference colour marks what was missed.
@@ -16,6 +16,7 @@ import numpy as np
 
 from medsight.errors import MedsightError
 from medsight.io.atomic import write_bytes
+from medsight.preprocess.windowing import WindowSpec, resolve_window
 
 RGB = tuple[int, int, int]
 
@@ -37,13 +38,14 @@ def label_colour(value: int, colours: Mapping[int, Sequence[int]] | None = None)
     return LABEL_COLOURS[(int(value) - 1) % len(LABEL_COLOURS)]
 
 
-def to_display(image: np.ndarray, *, window: tuple[float, float] | None = None) -> np.ndarray:
+def to_display(image: np.ndarray, *, window: WindowSpec | None = None) -> np.ndarray:
     """Rescale an image to uint8 for display.
 
     Args:
         image: ``(H, W)`` grey or ``(H, W, 3)`` RGB, any numeric type.
-        window: ``(level, width)`` in image units (e.g. HU ``(40, 400)``); default: the 0.5 and 99.5
-            percentiles of the finite values map to 0 and 255.
+        window: ``(level, width)`` in image units (e.g. HU ``(40, 400)``) or a preset name (``"lung"``, see
+            :mod:`medsight.preprocess.windowing`); default: the 0.5 and 99.5 percentiles of the finite values
+            map to 0 and 255.
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -55,9 +57,7 @@ def to_display(image: np.ndarray, *, window: tuple[float, float] | None = None) 
         raise MedsightError(f"Expected an image of shape (H, W) or (H, W, 3), got {img.shape}; pass one slice")
     finite = np.isfinite(img)
     if window is not None:
-        level, width = float(window[0]), float(window[1])
-        if not width > 0:
-            raise MedsightError(f"Expected a positive window width, got {width}; e.g. window=(40, 400) for CT")
+        level, width = resolve_window(window)
         lo, hi = level - width / 2.0, level + width / 2.0
     elif finite.any():
         lo, hi = (float(v) for v in np.percentile(img[finite], [0.5, 99.5]))
@@ -84,7 +84,7 @@ def overlay_png(
     *,
     reference: np.ndarray | None = None,
     colours: Mapping[int, Sequence[int]] | None = None,
-    window: tuple[float, float] | None = None,
+    window: WindowSpec | None = None,
     alpha: float = 0.35,
     reference_colour: Sequence[int] = REFERENCE_COLOUR,
 ) -> np.ndarray:
@@ -95,7 +95,7 @@ def overlay_png(
         label: ``(H, W)`` integer label map; 0 is background.
         reference: optional ``(H, W)`` reference label map, drawn as contours in ``reference_colour``.
         colours: label value -> RGB (0-255) overrides for :data:`LABEL_COLOURS`.
-        window: ``(level, width)`` display window; default percentiles 0.5-99.5.
+        window: ``(level, width)`` display window or a preset name (``"lung"``); default percentiles 0.5-99.5.
         alpha: opacity of the label fills (contours are opaque).
         reference_colour: RGB of the reference contours.
 
@@ -160,7 +160,7 @@ def save_overlay(
     *,
     reference: np.ndarray | None = None,
     colours: Mapping[int, Sequence[int]] | None = None,
-    window: tuple[float, float] | None = None,
+    window: WindowSpec | None = None,
     alpha: float = 0.35,
 ) -> Path:
     """Render :func:`overlay_png` and write it atomically as a PNG file; returns ``path``."""

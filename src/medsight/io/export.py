@@ -15,7 +15,6 @@ whole or left untouched.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import zipfile
 from collections.abc import Callable
@@ -54,22 +53,11 @@ class ConversionResult:
 
 
 def parse_window(text: str) -> tuple[float, float]:
-    """Parse ``"LEVEL,WIDTH"`` (e.g. ``"40,400"``, ``"-600,1500"``) into floats; the width must be positive."""
-    parts = text.split(",")
-    try:
-        level, width = (float(p) for p in parts)
-    except ValueError as exc:
-        raise user_error(
-            "--window LEVEL,WIDTH such as 40,400",
-            repr(text),
-            None,
-            "give two numbers separated by a comma (--window=-600,1500 for negative levels)",
-        ) from exc
-    if not (math.isfinite(level) and math.isfinite(width)) or width <= 0:
-        raise user_error(
-            "a finite level and a positive width for --window", repr(text), None, "e.g. --window 40,400"
-        )
-    return level, width
+    """Parse a window: a preset name (``"lung"``, ``"bone"``, see :mod:`medsight.preprocess.windowing`) or
+    ``"LEVEL,WIDTH"`` (e.g. ``"40,400"``, ``"-600,1500"``); the width must be positive."""
+    from medsight.preprocess.windowing import resolve_window
+
+    return resolve_window(text)
 
 
 def display_range(array: np.ndarray, *, window: tuple[float, float] | None = None) -> tuple[float, float]:
@@ -237,7 +225,7 @@ def convert(
             "drop --window (volume formats keep the original values)",
         )
     _check_series_option(src, detect_format(src), series_uid)
-    image = read_image(src, series_uid=series_uid)
+    image = read_any(src, series_uid=series_uid)
     volume = image.ndim == 3 and image.shape[0] > 1
     if slices or (raster and volume) or dst.is_dir():
         paths, value_range = export_slices(
@@ -327,6 +315,16 @@ def describe_npz(path: str | Path) -> dict[str, Any]:
     return {"path": str(p), "format": "npz", "arrays": arrays}
 
 
+def read_any(path: Path, *, series_uid: str | None = None) -> Image:
+    """:func:`medsight.io.read_image`, plus DICOM-SEG files read as label maps on their own frame grid."""
+    if path.is_file() and series_uid is None:
+        from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
+
+        if is_dicom_seg(path):
+            return read_dicom_seg(path)
+    return read_image(path, series_uid=series_uid)
+
+
 def _check_series_option(path: Path, fmt: str, series_uid: str | None) -> None:
     if series_uid is not None and fmt != "dicom":
         raise user_error(
@@ -359,7 +357,7 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
         if series_uid is None and sum(s.num_frames > 0 for s in series) > 1:
             out["image"] = None
             return out
-    image = read_image(p, series_uid=series_uid)
+    image = read_any(p, series_uid=series_uid)
     facts = image.describe()
     extra = dict(image.source.extra)
     warnings = extra.pop("warnings", "")
@@ -379,6 +377,7 @@ __all__ = [
     "display_range",
     "export_slices",
     "parse_window",
+    "read_any",
     "rescale_to_uint8",
     "slice_paths",
 ]

@@ -13,6 +13,8 @@ def normalize_channel(x: np.ndarray, norm: Normalization) -> np.ndarray:
     * ``ct``: clip to the plan's foreground percentiles, then subtract the foreground mean and divide by its SD;
     * ``rgb``: subtract the dataset mean and divide by its SD (same for every image);
     * ``zscore``: subtract this image's mean and divide by its SD;
+    * ``window:<preset>`` or ``window:<level>,<width>`` (e.g. ``window:lung``, ``window:40,400``): clip to the CT
+      window and scale to ``[0, 1]`` (see :mod:`medsight.preprocess.windowing`);
     * ``none``: cast only.
     """
     x = np.asarray(x, dtype=np.float32)
@@ -24,6 +26,10 @@ def normalize_channel(x: np.ndarray, norm: Normalization) -> np.ndarray:
         return ((x - (norm.mean or 0.0)) / max(norm.std or 1.0, 1e-6)).astype(np.float32)
     if norm.scheme == "rgb":
         return ((x - (norm.mean or 0.0)) / max(norm.std or 1.0, 1e-6)).astype(np.float32)
+    if norm.scheme.startswith("window:"):
+        from medsight.preprocess.windowing import apply_window
+
+        return apply_window(x, norm.scheme.split(":", 1)[1])
     if norm.scheme == "zscore":
         m, s = float(x.mean()), float(x.std())
         return ((x - m) / max(s, 1e-6)).astype(np.float32)

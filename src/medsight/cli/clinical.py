@@ -1,0 +1,155 @@
+"""``medsight deid``, ``quantify`` and ``detect``: the clinical workflow commands (thin wrappers).
+
+Library side: :mod:`medsight.io.deid`, :mod:`medsight.evaluate.quantify`, :mod:`medsight.evaluate.lesion_folders`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEID_EPILOG = """\
+examples:
+  medsight deid pacs_export/ deid/                        new random key: UIDs consistent within this run
+  medsight deid pacs_export/ deid/ --key study.key --shift-dates
+                                                          keep study.key private: same key, same new UIDs and
+                                                          date shifts next time (e.g. for follow-up exports)
+
+The audit CSV (default: <OUT_DIR>_deid_audit.csv beside OUT_DIR) lists per file every removed, emptied or
+replaced element, without values; it names the input files, so keep it with the key, not with the shared data.
+Exit code 1 when some DICOM files could not be read (they are not written).
+"""
+
+QUANTIFY_EPILOG = """\
+examples:
+  medsight quantify ct.nii.gz pred/ct.nii.gz --labels liver=1,tumour=2 --window liver
+  medsight quantify ct_series/ ct_series_seg.dcm --out quant/      a DICOM series with its DICOM-SEG
+"""
+
+DETECT_EPILOG = """\
+examples:
+  medsight detect pred/ --prob-dir pred/ --min-volume 30           components of the label maps, scored by the
+                                                                   highest probability inside them
+  medsight detect pred/ --prob-dir pred/ --threshold 0.1           more candidates (components of p >= 0.1)
+"""
+
+
+def _add_lesion_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lesion-label", type=int, metavar="V", help="label value of the lesions (default: any non-zero)")
+    p.add_argument("--threshold", type=float, metavar="P",
+                   help="detect components of probability >= P (needs probabilities) instead of the label map")
+    p.add_argument("--min-volume", type=float, default=0.0, metavar="MM3",
+                   help="drop lesions smaller than this (mm³; mm² for 2D; default 0)")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``deid``, ``quantify`` and ``detect`` commands."""
+    d = subparsers.add_parser(
+        "deid", help="de-identify DICOM files (PS3.15 Annex E Basic Profile)",
+        description="Copy every DICOM file under IN_DIR to OUT_DIR with the DICOM PS3.15 Annex E Basic Application "
+        "Level Confidentiality Profile applied: listed attributes removed, emptied or replaced, private attributes, "
+        "curves and overlays removed, UIDs replaced consistently (series and studies still link), pixel data kept. "
+        "IN_DIR is never modified.",
+        epilog=DEID_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("in_dir", type=Path, metavar="IN_DIR")
+    d.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    d.add_argument("--key", type=Path, metavar="FILE",
+                   help="key file for UIDs, pseudonyms and date shifts (created when missing; keep it private)")
+    d.add_argument("--shift-dates", action="store_true",
+                   help="shift each patient's dates back by the same 365-3650 days (needs --key) instead of removing")
+    d.add_argument("--audit", type=Path, metavar="CSV", help="audit file (default <OUT_DIR>_deid_audit.csv)")
+    d.set_defaults(func=run_deid)
+
+    q = subparsers.add_parser(
+        "quantify", help="volumes, diameters and intensities per label and per lesion",
+        description="Measure a label map on its image: per label and per connected lesion, voxel count, volume (ml), "
+        "bounding box, centroid (LPS mm), longest axial diameter (mm), intensity mean/SD/min/max (HU for CT). "
+        "Writes quantification.csv and quantification.html (with overlays).",
+        epilog=QUANTIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("image", type=Path, metavar="IMAGE", help="image file or DICOM series folder")
+    q.add_argument("labels", type=Path, metavar="LABELS", help="label map on the image grid, or a DICOM-SEG")
+    q.add_argument("--out", type=Path, metavar="DIR", help="output folder (default <LABELS stem>_quantification)")
+    q.add_argument("--labels", dest="label_names", metavar="NAME=VALUE,...", help="label names, e.g. liver=1,tumour=2")
+    q.add_argument("--window", metavar="PRESET|LEVEL,WIDTH",
+                   help="overlay window: lung, mediastinum, abdomen, soft_tissue, liver, bone, brain, ... or 40,400 "
+                   "(default soft_tissue for CT)")
+    q.add_argument("--series", metavar="UID", help="SeriesInstanceUID when the image folder holds several")
+    q.set_defaults(func=run_quantify)
+
+    t = subparsers.add_parser(
+        "detect", help="lesion list (centre, size, score) from segmentation outputs",
+        description="Connected components of predicted label maps as detections, scored by the highest probability "
+        "inside them (1.0 without probabilities); one CSV row per lesion.",
+        epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("pred", type=Path, metavar="PRED", help="a label map or a folder of them")
+    t.add_argument("--prob-dir", type=Path, metavar="DIR", help="<case>[_probabilities].npz files for the scores")
+    t.add_argument("--out", type=Path, metavar="CSV", help="output CSV (default PRED_DIR/lesions.csv)")
+    _add_lesion_options(t)
+    t.set_defaults(func=run_detect)
+
+
+def run_deid(args: argparse.Namespace) -> int:
+    """Run ``medsight deid``."""
+    from medsight.cli.progress import case_bar
+    from medsight.errors import user_error
+    from medsight.io.deid import DeidKey, deidentify_folder
+
+    key = None
+    if args.key is not None:
+        key, created = DeidKey.load_or_create(args.key)
+        if created:
+            print(f"new key written to {args.key}: keep it private, and reuse it to get the same UIDs and shifts")
+    elif args.shift_dates:
+        raise user_error("--key FILE with --shift-dates", "no key", None,
+                         "add --key deid.key (created if missing) so the shift can be repeated")
+    result = deidentify_folder(args.in_dir, args.out_dir, key=key, shift_dates=args.shift_dates,
+                               audit_csv=args.audit, progress=case_bar("deid", args.quiet))
+    print(f"de-identified {len(result.written)} file(s) into {args.out_dir}")
+    print(f"audit: {result.audit_csv}")
+    if result.burned_in:
+        print(f"warning: {len(result.burned_in)} file(s) with BurnedInAnnotation = YES (pixels not cleaned), e.g. "
+              f"{result.burned_in[0]}", file=sys.stderr)
+    if result.ignored:
+        print(f"note: {result.ignored} non-DICOM file(s) in {args.in_dir} were not copied")
+    if result.skipped:
+        print(f"{len(result.skipped)} unreadable DICOM file(s) not written, e.g. {result.skipped[0][0]} "
+              f"({result.skipped[0][1]})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_quantify(args: argparse.Namespace) -> int:
+    """Run ``medsight quantify``."""
+    from medsight.cli.evaluate import parse_labels
+    from medsight.evaluate.quantify import write_quantification
+    from medsight.io import strip_suffix
+
+    out = args.out or args.labels.parent / f"{strip_suffix(args.labels)}_quantification"
+    result = write_quantification(args.image, args.labels, out, label_names=parse_labels(args.label_names),
+                                  window=args.window, series_uid=args.series)
+    for r in result.rows:
+        if r["level"] != "label":
+            continue
+        lesions = sum(1 for x in result.rows if x["level"] == "lesion" and x["label"] == r["label"])
+        size = f"{r['volume_ml']:.3f} ml" if r["volume_ml"] is not None else f"{r['area_mm2']:.1f} mm²"
+        print(f"{r['name']} ({r['label']}): {size}, {lesions} lesion(s), longest diameter "
+              f"{r['longest_diameter_mm']:.1f} mm, mean {r['mean']:.1f} {r['unit']}".rstrip())
+    if not result.rows:
+        print("no labelled voxels")
+    print(f"table:   {result.csv}")
+    print(f"summary: {result.html}")
+    return 0
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    """Run ``medsight detect``."""
+    from medsight.evaluate.lesion_folders import detect_folder
+
+    pred = args.pred
+    out = args.out or (pred if pred.is_dir() else pred.parent) / "lesions.csv"
+    path = detect_folder(pred, out, prob_dir=args.prob_dir, value=args.lesion_label, threshold=args.threshold,
+                         min_volume=args.min_volume)
+    print(path)
+    return 0
