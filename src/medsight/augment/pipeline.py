@@ -74,9 +74,18 @@ def augment_batch(
     img, lab = warp(image, label, params.matrices, patch, params.elastic)
     if lab is None:  # warp returns a label whenever it is given one
         raise RuntimeError("label warp failed")
+    return _intensity(img, params, gen), lab
+
+
+def augment_images(image: torch.Tensor, params: AugmentParams, gen: torch.Generator) -> torch.Tensor:
+    """Apply ``params`` to whole images ``(B, C, *spatial)`` (classification): same size out, zero padding."""
+    img, _ = warp(image, None, params.matrices, tuple(image.shape[2:]), params.elastic)
+    return _intensity(img, params, gen)
+
+
+def _intensity(img: torch.Tensor, params: AugmentParams, gen: torch.Generator) -> torch.Tensor:
     img = intensity.brightness(img, *params.brightness)
     img = intensity.contrast(img, *params.contrast)
     img = intensity.gamma(img, *params.gamma)
     img = intensity.noise(img, *params.noise, gen)
-    img = intensity.blur(img, *params.blur)
-    return img, lab
+    return intensity.blur(img, *params.blur)

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "medsight.cli.dataset",
     "medsight.cli.segmentation",
     "medsight.cli.evaluate",
+    "medsight.cli.classification",
+    "medsight.cli.clinical",
 )
 
 

@@ -1,10 +1,12 @@
-"""``medsight plan``, ``train``, ``predict``: thin wrappers around :mod:`medsight.tasks.segmentation`."""
+"""``medsight plan``, ``train``, ``predict``: thin wrappers around :mod:`medsight.tasks.segmentation` and
+:mod:`medsight.tasks.classification` (the task comes from the dataset, or from the run's plans.json)."""
 
 from __future__ import annotations
 
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 from medsight.errors import MedsightError
 
@@ -32,16 +34,20 @@ def _folds(text: str) -> list[int] | str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="fingerprint a segmentation dataset and write an editable plans.json")
-    p.add_argument("dataset", help="dataset folder, dataset.json, ...")
+    p = sub.add_parser("plan", help="fingerprint a dataset and write an editable plans.json")
+    p.add_argument("dataset", help="dataset folder, dataset.json, CSV or NPZ")
+    p.add_argument("--task", default="auto", choices=TASKS, help="task (default: the dataset's)")
+    p.add_argument("--model", help="classification network: " + ", ".join(CLASSIFIERS))
+    p.add_argument("--tabular", help="classification from a CSV: comma-separated columns fused with the image (e.g. age,sex)")
     p.add_argument("--out", help="run folder or .json path (default runs/<dataset name>)")
     p.add_argument("--base-filters", type=int, help="network width (default 32 with a GPU, 16 on CPU)")
     p.add_argument("--voxel-budget", type=int, help="patch voxels x batch size per step")
     p.set_defaults(func=cmd_plan)
 
-    t = sub.add_parser("train", help="train a model (segmentation; self-configuring)")
+    t = sub.add_parser("train", help="train a self-configuring model (segmentation or classification)")
     t.add_argument("dataset", help="dataset folder, dataset.json, CSV or NPZ")
-    t.add_argument("--task", default="segmentation", choices=["segmentation"], help="task (default segmentation)")
+    t.add_argument("--task", default="auto", choices=TASKS, help="task (default: the dataset's: label maps -> segmentation, "
+                   "class labels -> classification)")
     t.add_argument("--fold", default="0", help="fold 0..4, a list (0,1), 'cv' for all five, or 'all' (train on every case)")
     t.add_argument("--out", help="run folder (default runs/<dataset name>)")
     t.add_argument("--epochs", type=int, help="epochs (default from the plan)")
@@ -53,6 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--plan", help="use this plans.json")
     t.add_argument("--base-filters", type=int, help="network width when planning (default 32 GPU / 16 CPU)")
     t.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    c = t.add_argument_group("classification")
+    c.add_argument("--model", help="network: " + ", ".join(CLASSIFIERS) + " (default resnet18)")
+    c.add_argument("--tabular", help="CSV columns fused with the image features, e.g. age,sex")
+    c.add_argument("--init-from", help="a medsight checkpoint to fine-tune from (matching weights are loaded)")
+    c.add_argument("--freeze-encoder", action="store_true", help="with --init-from: train only the head")
+    c.add_argument("--patience", type=int, help="early stopping: epochs without a better validation AUC (default 20)")
+    c.add_argument("--target-sensitivity", type=float, help="choose the decision threshold for this sensitivity "
+                   "on validation data (default: Youden's J)")
     t.set_defaults(func=cmd_train)
 
     q = sub.add_parser("predict", help="apply a trained run to a file, a folder or a DICOM series")
@@ -64,7 +78,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device")
     q.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several")
     q.add_argument("--save-probabilities", action="store_true", help="also write <case>_probabilities.npz")
+    q.add_argument("--dicom-seg", action="store_true", help="DICOM series input: also write <case>_seg.dcm (DICOM-SEG)")
+    q.add_argument("--split", help="classification of a MedMNIST .npz: which split (default test)")
     q.set_defaults(func=cmd_predict)
+
+
+TASKS = ("auto", "segmentation", "classification")
+CLASSIFIERS = ("resnet18", "resnet50", "densenet121", "smallcnn", "cnnlstm", "vit")
+
+
+def dataset_task(dataset: str, task: str) -> str:
+    """The task asked for, or the dataset's own (``auto``)."""
+    if task != "auto":
+        return task
+    from medsight.data.dataset import load_dataset
+
+    return load_dataset(dataset).task
+
+
+def run_task(run_dir: str) -> str:
+    """The task of a trained run, from its plans.json."""
+    from medsight.plan.classification import load_plan
+
+    return str(load_plan(Path(run_dir) / "plans.json").task)
 
 
 def _default_run(dataset: str) -> Path:
@@ -78,13 +114,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from medsight.tasks.segmentation import plan_dataset
 
     out = Path(args.out) if args.out else _default_run(args.dataset)
-    plan = plan_dataset(args.dataset, out, base_filters=args.base_filters, voxel_budget=args.voxel_budget,
-                        progress=case_bar("fingerprint", args.quiet))
+    if dataset_task(args.dataset, args.task) == "classification":
+        from medsight.tasks.classification import plan_classification
+
+        plan: Any = plan_classification(args.dataset, out, network=args.model, tabular=_columns(args.tabular),
+                                        progress=case_bar("fingerprint", args.quiet))
+    else:
+        plan = plan_dataset(args.dataset, out, base_filters=args.base_filters, voxel_budget=args.voxel_budget,
+                            progress=case_bar("fingerprint", args.quiet))
     width = max(len(k) for k, _ in plan.table())
     for k, v in plan.table():
         print(f"{k:<{width}}  {v}")
     print(f"\nwritten: {out if out.suffix == '.json' else out / 'plans.json'} (edit it, then 'medsight train')")
     return 0
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -94,8 +140,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     budget = parse_duration(args.time_budget) if args.time_budget else None
     config = TrainConfig(epochs=args.epochs, time_budget_s=budget, iterations_per_epoch=args.iterations, seed=args.seed,
-                         device=args.device, resume=args.resume, val_every=args.val_every)
+                         device=args.device, resume=args.resume, val_every=args.val_every, patience=args.patience)
     run = Path(args.out) if args.out else _default_run(args.dataset)
+    if dataset_task(args.dataset, args.task) == "classification":
+        from medsight.cli.classification import train_classification_command
+
+        return train_classification_command(args, config, run)
+    for flag in ("model", "tabular", "init_from", "target_sensitivity"):
+        if getattr(args, flag):
+            raise MedsightError(f"Expected --{flag.replace('_', '-')} only with classification, got it for the segmentation "
+                                f"dataset {args.dataset}; drop the flag or pass --task classification")
     summary = train(args.dataset, run, folds=_folds(args.fold), config=config, plan_path=args.plan,
                     base_filters=args.base_filters, progress=TrainingProgress(quiet=args.quiet))
     for fold, res in summary.get("trained_now", {}).items():
@@ -115,8 +169,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from medsight.tasks.segmentation import predict
 
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    if run_task(args.run_dir) == "classification":
+        from medsight.tasks.classification import predict_classification
+
+        for w in predict_classification(args.run_dir, args.input, args.output, split=args.split, folds=folds, device=args.device,
+                                        tta=not args.no_tta, series_uid=args.series, progress=case_bar("predict", args.quiet)):
+            print(w)
+        return 0
     written = predict(args.run_dir, args.input, args.output, tta=not args.no_tta, folds=folds, device=args.device,
-                      save_probabilities=args.save_probabilities, series_uid=args.series, progress=case_bar("predict", args.quiet))
+                      save_probabilities=args.save_probabilities, series_uid=args.series, progress=case_bar("predict", args.quiet),
+                      dicom_seg=args.dicom_seg)
     for w in written:
         print(w)
     return 0

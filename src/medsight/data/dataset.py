@@ -51,6 +51,7 @@ class CaseRef:
         class_label: class index (or multi-hot tuple) for classification, else ``None``.
         roi: optional region-of-interest mask file (e.g. a field-of-view mask).
         npz: ``(file, split, index)`` when the case lives inside a MedMNIST NPZ.
+        columns: the other columns of a CSV row (e.g. ``age``, ``sex``), as text, for tabular fusion.
     """
 
     case_id: str
@@ -59,6 +60,7 @@ class CaseRef:
     class_label: int | tuple[int, ...] | None = None
     roi: Path | None = None
     npz: tuple[Path, str, int] | None = None
+    columns: tuple[tuple[str, str], ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -391,7 +393,13 @@ def _load_class_folders(root: Path, class_dirs: list[Path]) -> DatasetSpec:
                        labels=labels, cases=tuple(cases))
 
 
+MULTILABEL_SEPARATORS = (";", "|")
+
+
 def _load_csv(path: Path) -> DatasetSpec:
+    """A classification CSV: an image column (``image``/``path``/``file``/``filename``) and a label column
+    (``label``/``class``/``target``). Several labels per case, separated by ``;`` or ``|``, make it multi-label.
+    Other columns are kept per case (for ``--tabular``). Relative paths are relative to the CSV's folder."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -405,17 +413,40 @@ def _load_csv(path: Path) -> DatasetSpec:
         raise user_error(
             "CSV columns 'image' (or path/file) and 'label'", f"columns {fields}", path, "rename the header row"
         )
+    if not rows:
+        raise user_error("at least one data row", "only a header", path, "add one row per image")
     orig = {f.strip().lower(): f for f in (reader.fieldnames or [])}
-    names = sorted({str(r[orig[lab_col]]).strip() for r in rows})
+
+    def parts(text: str) -> list[str]:
+        for sep in MULTILABEL_SEPARATORS:
+            if sep in text:
+                return [t.strip() for t in text.split(sep) if t.strip()]
+        return [text.strip()] if text.strip() else []
+
+    raw = [str(r.get(orig[lab_col]) or "") for r in rows]
+    multilabel = any(len(parts(t)) > 1 for t in raw)
+    if not multilabel and any(not t.strip() for t in raw):
+        line = 2 + next(i for i, t in enumerate(raw) if not t.strip())
+        raise user_error("a label in every row", f"an empty label on line {line}", path, "fill in the label or drop the row")
+    names = sorted({n for t in raw for n in parts(t)})
     if all(re.fullmatch(r"-?\d+", n) for n in names):
         names = sorted(names, key=int)
     labels = {n: i for i, n in enumerate(names)}
-    cases = []
-    for r in rows:
-        img = Path(str(r[orig[img_col]]).strip())
+    cases, seen = [], set()
+    for r, text in zip(rows, raw):
+        img = Path(str(r.get(orig[img_col]) or "").strip())
         img = img if img.is_absolute() else (path.parent / img)
-        cases.append(CaseRef(case_id=file_stem(img), images=(img,), class_label=labels[str(r[orig[lab_col]]).strip()]))
-    return DatasetSpec(name=path.stem, root=path, layout="csv", task="classification", channel_names=(), labels=labels, cases=tuple(cases))
+        cid = file_stem(img)
+        if cid in seen:  # the same stem in two folders: keep ids unique
+            cid = f"{img.parent.name}/{cid}"
+        seen.add(cid)
+        found = parts(text)
+        cls: int | tuple[int, ...] = tuple(int(n in found) for n in names) if multilabel else labels[found[0]]
+        other = tuple((k.strip(), str(v or "").strip()) for k, v in r.items()
+                      if k is not None and k.strip().lower() not in (img_col, lab_col))
+        cases.append(CaseRef(case_id=cid, images=(img,), class_label=cls, columns=other))
+    return DatasetSpec(name=path.stem, root=path, layout="csv", task="classification", channel_names=(), labels=labels,
+                       cases=tuple(cases), extra={"multilabel": multilabel})
 
 
 def _load_npz(path: Path) -> DatasetSpec:

@@ -292,14 +292,16 @@ def _training_section(run_dir: Path) -> str:
     if not csvs:
         return _na("not available (no fold_*/metrics.csv)")
     rows: list[tuple[Any, ...]] = []
+    score = "val_dice"
     for p in csvs:
         try:
             d = read_metrics_csv(p)
+            score = next((c for c in VAL_SCORES if c in d), score)
         except MedsightError as exc:
             rows.append((p.parent.name, str(exc), None, None, None, None, None))
             continue
         n = max((len(v) for v in d.values()), default=0)
-        dice = d.get("val_dice", np.full(n, np.nan))
+        dice = d.get(score, np.full(n, np.nan))
         epoch = d.get("epoch", np.arange(n, dtype=float))
         best = int(np.nanargmax(dice)) if np.isfinite(dice).any() else None
 
@@ -313,7 +315,7 @@ def _training_section(run_dir: Path) -> str:
         rows.append((p.parent.name, n, float(dice[best]) if best is not None else None,
                      int(epoch[best]) if best is not None and np.isfinite(epoch[best]) else None,
                      last("train_loss"), last("val_loss"), _fmt_seconds(total)))
-    table = _table(("fold", "epochs", "best val Dice", "at epoch", "last train loss", "last val loss", "time"),
+    table = _table(("fold", "epochs", f"best val {VAL_SCORES[score]}", "at epoch", "last train loss", "last val loss", "time"),
                    rows, (False, True, True, True, True, True, True))
     try:
         curves = plot_curves(csvs, run_dir / "curves.png")
@@ -490,6 +492,7 @@ def write_report(
     *,
     images: Mapping[str, str | Path] | None = None,
     references: Mapping[str, str | Path] | None = None,
+    sections: Sequence[tuple[str, str]] | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` (atomically) from whatever the run folder holds.
 
@@ -499,6 +502,8 @@ def write_report(
             ``validation/overlays/`` (see :func:`case_index` to build it from a folder).
         references: case id -> reference label file for those overlays (default: from the
             ``gt_dir`` recorded in ``validation/summary.json``).
+        sections: (title, HTML) pairs that replace the segmentation validation sections (classification runs
+            bring their own metrics, curves and heat maps).
 
     Returns:
         The path of ``report.html``.
@@ -512,17 +517,20 @@ def write_report(
     from medsight import __version__
 
     run_summary, why = _read_json(run_dir / "summary.json")
-    sections = [("Run summary", _kv_table(_flatten(run_summary)) if run_summary is not None else _na(why))]
-    sections.append(("Plan", _plan_section(run_dir)))
-    sections.append(("Training", _training_section(run_dir)))
-    val_html, rows, val_summary = _validation_section(run_dir)
-    sections.append(("Validation metrics", val_html))
-    img_index = {str(k): Path(v) for k, v in images.items()} if images else None
-    ref_index = {str(k): Path(v) for k, v in references.items()} if references else None
-    sections.append(("Validation overlays", _overlay_section(run_dir, rows, val_summary, img_index, ref_index)))
+    parts = [("Run summary", _kv_table(_flatten(run_summary)) if run_summary is not None else _na(why))]
+    parts.append(("Plan", _plan_section(run_dir)))
+    parts.append(("Training", _training_section(run_dir)))
+    if sections is not None:
+        parts.extend(sections)
+    else:
+        val_html, rows, val_summary = _validation_section(run_dir)
+        parts.append(("Validation metrics", val_html))
+        img_index = {str(k): Path(v) for k, v in images.items()} if images else None
+        ref_index = {str(k): Path(v) for k, v in references.items()} if references else None
+        parts.append(("Validation overlays", _overlay_section(run_dir, rows, val_summary, img_index, ref_index)))
     title = f"medsight report — {run_dir.resolve().name}"
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    body = "".join(f"<h2>{_esc(name)}</h2>{content}" for name, content in sections)
+    body = "".join(f"<h2>{_esc(name)}</h2>{content}" for name, content in parts)
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_esc(title)}</title>"

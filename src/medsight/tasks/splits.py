@@ -23,8 +23,35 @@ def kfold(case_ids: list[str], *, k: int = 5, seed: int = 12345) -> list[dict[st
             for i in range(k)]
 
 
-def load_or_create_splits(path: Path, case_ids: list[str], *, k: int = 5, seed: int = 12345) -> list[dict[str, list[str]]]:
-    """Read ``splits.json`` if present (cases no longer in the dataset are dropped), else create and save it."""
+def stratified_kfold(case_ids: list[str], strata: list[str], *, k: int = 5, seed: int = 12345) -> list[dict[str, list[str]]]:
+    """``k`` folds in which every stratum (e.g. class) is spread evenly: each stratum's seeded shuffle is dealt
+    round-robin over the folds, continuing where the previous stratum stopped."""
+    if len(case_ids) < 2:
+        raise user_error("at least 2 labelled cases for cross-validation", f"{len(case_ids)}", None, "add cases or use --fold all")
+    k = min(k, len(case_ids))
+    rng = np.random.default_rng(seed)
+    by: dict[str, list[str]] = {}
+    for cid, s in sorted(zip(case_ids, strata)):
+        by.setdefault(s, []).append(cid)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    start = 0
+    for s in sorted(by):
+        ids = by[s]
+        for j, i in enumerate(rng.permutation(len(ids))):
+            folds[(start + j) % k].append(ids[i])
+        start += len(ids)
+    every = sorted(case_ids)
+    return [{"train": sorted(set(every) - set(f)), "val": sorted(f)} for f in folds]
+
+
+def load_or_create_splits(path: Path, case_ids: list[str], *, k: int = 5, seed: int = 12345,
+                          strata: list[str] | None = None,
+                          predefined: dict[str, list[str]] | None = None) -> list[dict[str, list[str]]]:
+    """Read ``splits.json`` if present (cases no longer in the dataset are dropped), else create and save it.
+
+    ``strata`` (one per case) makes the folds stratified; ``predefined`` (``{"train": [...], "val": [...]}``, e.g.
+    MedMNIST's official split) is used as the only fold.
+    """
     if path.is_file():
         try:
             splits = json.loads(path.read_text())
@@ -32,6 +59,11 @@ def load_or_create_splits(path: Path, case_ids: list[str], *, k: int = 5, seed: 
             raise user_error("a valid splits.json", "invalid JSON", path, "delete it to make a new split") from exc
         known = set(case_ids)
         return [{"train": [c for c in s["train"] if c in known], "val": [c for c in s["val"] if c in known]} for s in splits]
-    splits = kfold(case_ids, k=k, seed=seed)
+    if predefined:
+        splits = [{"train": sorted(predefined["train"]), "val": sorted(predefined["val"])}]
+    elif strata is not None:
+        splits = stratified_kfold(case_ids, strata, k=k, seed=seed)
+    else:
+        splits = kfold(case_ids, k=k, seed=seed)
     write_text(path, json.dumps(splits, indent=1))
     return splits
