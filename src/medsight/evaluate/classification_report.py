@@ -98,7 +98,7 @@ def heatmap_section(run: Path, plan: ClassificationPlan) -> str:
             if getattr(model, "cam_layer", None):
                 heat, method = grad_cam(model, x, cls, tabular=t), "Grad-CAM"
             else:
-                heat, method = occlusion(model, x, cls, tabular=t), "occlusion"
+                heat, method = occlusion(model, x, cls, tabular=t, multilabel=plan.multilabel), "occlusion"
         except Exception as exc:  # an explanation must never cost the report
             log.warning("no heat map for %s: %s", cid, exc)
             continue

@@ -95,7 +95,7 @@ def explain_classification(state: dict[str, Any], input_path: str | Path, out: P
         k = _target_index(target, plan.class_names, int(probs.argmax()))
         maps = {}
         for m in methods:
-            maps[m] = grad_cam(model, x, k) if m == "gradcam" else occlusion(model, x, k)
+            maps[m] = grad_cam(model, x, k) if m == "gradcam" else occlusion(model, x, k, multilabel=plan.multilabel)
             title = f"{cid}: {plan.class_names[k]} p={probs[k]:.2f} ({'Grad-CAM' if m == 'gradcam' else 'occlusion'})"
             written.append(_render(x[0, 0].cpu().numpy(), maps[m], out / f"{cid}_{m}.png", title))
         written.append(_save_npz(out / f"{cid}_heatmap.npz", image=x[0].cpu().numpy(), probabilities=probs,

@@ -1,0 +1,130 @@
+"""Heat maps drawn over images as PNG: one 2D overlay, or a montage of axial slices for a volume.
+
+Figures use matplotlib's object API (no pyplot global state) and are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.errors import user_error
+from medsight.io.atomic import write_bytes
+
+#: Colour map of the heat overlay.
+HEAT_CMAP = "jet"
+
+
+def _array(a: Any, ndim: int, name: str) -> np.ndarray:
+    arr = np.asarray(a.detach().cpu() if hasattr(a, "detach") else a, dtype=np.float32)
+    arr = arr.squeeze() if arr.ndim > ndim else arr
+    if arr.ndim != ndim:
+        raise user_error(f"{name} with {ndim} axes", f"shape {arr.shape}", None,
+                         f"pass one {'slice (H, W)' if ndim == 2 else 'volume (D, H, W)'} without channel axes")
+    return arr
+
+
+def _check_same(image: np.ndarray, heat: np.ndarray) -> None:
+    if image.shape != heat.shape:
+        raise user_error(f"a heat map of the image's shape {image.shape}", f"shape {heat.shape}", None,
+                         "upsample the heat map to the image size (grad_cam and occlusion already do)")
+
+
+def _window(image: np.ndarray) -> tuple[float, float]:
+    """Display range of the 1st to 99th intensity percentile (robust to a few bright voxels)."""
+    lo, hi = np.percentile(image, [1, 99])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def _save(fig: Any, out_png: str | Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return write_bytes(out_png, buf.getvalue())
+
+
+def _draw(ax: Any, image: np.ndarray, heat: np.ndarray, window: tuple[float, float], alpha: float) -> Any:
+    ax.imshow(image, cmap="gray", vmin=window[0], vmax=window[1], interpolation="nearest")
+    mapped = ax.imshow(heat, cmap=HEAT_CMAP, vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
+    ax.set_axis_off()
+    return mapped
+
+
+def overlay_heatmap(image2d: Any, heat2d: Any, out_png: str | Path, *, title: str | None = None,
+                    alpha: float = 0.45) -> Path:
+    """Write a PNG of a grayscale image ``(H, W)`` with a heat map ``(H, W)`` in [0, 1] on top and a colour bar.
+
+    Args:
+        image2d: the image (array or tensor; singleton axes are dropped).
+        heat2d: the heat map, same shape, values in [0, 1].
+        out_png: output path (folders are created; written atomically).
+        title: optional figure title.
+        alpha: opacity of the heat map.
+
+    Returns:
+        ``out_png`` as a Path.
+    """
+    from matplotlib.figure import Figure
+
+    image, heat = _array(image2d, 2, "image2d"), _array(heat2d, 2, "heat2d")
+    _check_same(image, heat)
+    fig = Figure(figsize=(5, 4.4))
+    ax = fig.add_subplot()
+    mapped = _draw(ax, image, heat, _window(image), alpha)
+    fig.colorbar(mapped, ax=ax, fraction=0.046, pad=0.04, label="importance")
+    if title:
+        ax.set_title(title)
+    return _save(fig, out_png)
+
+
+def montage_slices(heat: np.ndarray, max_slices: int) -> np.ndarray:
+    """Indices of the axial slices (axis 0) a montage shows: all when there are at most ``max_slices``, otherwise
+    the ``max_slices`` with the most total heat (ties: lower index first), in ascending order."""
+    depth = heat.shape[0]
+    if depth <= max_slices:
+        return np.arange(depth)
+    return np.sort(np.argsort(-heat.reshape(depth, -1).sum(axis=1), kind="stable")[:max_slices])
+
+
+def montage_3d(volume: Any, heat: Any, out_png: str | Path, *, max_slices: int = 16, alpha: float = 0.45,
+               title: str | None = None) -> Path:
+    """Write a PNG montage of axial slices (axis 0 of ``(D, H, W)``) with the heat map on top.
+
+    Slice choice: when the volume has more than ``max_slices`` slices, the ``max_slices`` slices with the most
+    total heat are shown, in ascending slice order and labelled ``z=<index>``, so the montage shows where the model
+    looked; otherwise every slice is shown. All slices share one intensity window and one colour bar.
+
+    Args:
+        volume: ``(D, H, W)`` (array or tensor; singleton axes are dropped).
+        heat: the heat map, same shape, values in [0, 1].
+        out_png: output path (folders are created; written atomically).
+        max_slices: most slices in the montage.
+        alpha: opacity of the heat map.
+        title: optional figure title.
+
+    Returns:
+        ``out_png`` as a Path.
+    """
+    from matplotlib.figure import Figure
+
+    vol, hm = _array(volume, 3, "volume"), _array(heat, 3, "heat")
+    _check_same(vol, hm)
+    if max_slices < 1:
+        raise user_error("max_slices >= 1", max_slices, None, "pass the number of slices to show, e.g. 16")
+    slices = montage_slices(hm, max_slices)
+    cols = int(np.ceil(np.sqrt(len(slices))))
+    rows = int(np.ceil(len(slices) / cols))
+    fig = Figure(figsize=(2.2 * cols + 0.8, 2.2 * rows + (0.4 if title else 0.0)))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    window = _window(vol)
+    mapped = [_draw(ax, vol[z], hm[z], window, alpha) for ax, z in zip(axes.flat, slices)]
+    for ax, z in zip(axes.flat, slices):
+        ax.set_title(f"z={int(z)}", fontsize=8)
+    for ax in list(axes.flat)[len(slices):]:
+        ax.set_axis_off()
+    fig.colorbar(mapped[-1], ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, label="importance")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_png)
