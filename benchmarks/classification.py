@@ -43,10 +43,10 @@ def hippocampus_csvs(work: Path, seed: int = 0) -> tuple[Path, Path]:
     from medsight.io import read_image
 
     root = DATA / "msd_task04_hippocampus_cropped"
-    images = sorted((root / "imagesTr").glob("*.nii.gz"))
+    images = sorted((root / "images").glob("*.nii.gz"))
     vols = {}
     for img in images:
-        lab = read_image(root / "labelsTr" / img.name.replace("_0000", ""))
+        lab = read_image(root / "labels" / img.name)
         vols[img] = float((lab.array > 0).sum() * np.prod(lab.spacing)) / 1000.0
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = len(images) // 5

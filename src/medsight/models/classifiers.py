@@ -20,8 +20,16 @@ from medsight.models.registry import register_model
 
 log = logging.getLogger(__name__)
 
-#: Inputs whose smallest side is at most this many pixels get a stride-1 stem without max-pooling.
+#: 2D inputs whose smallest side is at most this many pixels (3D: voxels, the second value) get a stride-1 stem
+#: without max-pooling. 3D is stricter: a full-resolution first stage costs D times more, and a 36x52x36 volume
+#: still leaves a 2x2x2 map for layer4 with the standard stem.
 SMALL_INPUT = 64
+SMALL_INPUT_3D = 32
+
+
+def small_stem(input_size: int | Sequence[int], spatial_dims: int) -> bool:
+    """Whether a ResNet/DenseNet for this input gets the stride-1 stem (see :data:`SMALL_INPUT`)."""
+    return min(_size(input_size, spatial_dims)) <= (SMALL_INPUT if spatial_dims == 2 else SMALL_INPUT_3D)
 #: Width of the tabular branch (age, sex, ...) whose output is concatenated with the image features.
 TABULAR_WIDTH = 32
 #: Default channel widths of the four ``smallcnn`` blocks.
@@ -255,7 +263,7 @@ def _resnet(depth: int, *, spatial_dims: int, in_channels: int, num_classes: int
     from monai.networks.nets import resnet18, resnet50
 
     _check_dims(f"resnet{depth}", spatial_dims)
-    small = min(_size(input_size, spatial_dims)) <= SMALL_INPUT
+    small = small_stem(input_size, spatial_dims)
     stem: dict[str, Any] = ({"conv1_t_size": 3, "conv1_t_stride": 1, "no_max_pool": True} if small
                             else {"conv1_t_size": 7, "conv1_t_stride": 2, "no_max_pool": False})
     build = resnet18 if depth == 18 else resnet50
@@ -266,7 +274,8 @@ def _resnet(depth: int, *, spatial_dims: int, in_channels: int, num_classes: int
 @register_model("resnet18")
 def resnet18(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
              tabular_features: int = 0, dropout: float = 0.0, **_: Any) -> Classifier:
-    """MONAI ResNet-18 (512 features); a stride-1 3x3 stem without max-pooling when min(input_size) <= 64."""
+    """MONAI ResNet-18 (512 features); a stride-1 3x3 stem without max-pooling for small inputs
+    (:func:`small_stem`)."""
     return _resnet(18, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes,
                    input_size=input_size, tabular_features=tabular_features, dropout=dropout)
 
@@ -274,7 +283,8 @@ def resnet18(*, spatial_dims: int, in_channels: int, num_classes: int, input_siz
 @register_model("resnet50")
 def resnet50(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
              tabular_features: int = 0, dropout: float = 0.0, **_: Any) -> Classifier:
-    """MONAI ResNet-50 (2048 features); a stride-1 3x3 stem without max-pooling when min(input_size) <= 64."""
+    """MONAI ResNet-50 (2048 features); a stride-1 3x3 stem without max-pooling for small inputs
+    (:func:`small_stem`)."""
     return _resnet(50, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes,
                    input_size=input_size, tabular_features=tabular_features, dropout=dropout)
 
@@ -284,7 +294,7 @@ def densenet121(*, spatial_dims: int, in_channels: int, num_classes: int, input_
                 tabular_features: int = 0, dropout: float = 0.0, **_: Any) -> Classifier:
     """MONAI DenseNet-121 without its final Linear (1024 features).
 
-    For small inputs (min(input_size) <= 64) the 7x7 stride-2 stem conv and its max-pool are replaced by a 3x3
+    For small inputs (:func:`small_stem`) the 7x7 stride-2 stem conv and its max-pool are replaced by a 3x3
     stride-1 conv, so a 28 px image still has a 3x3 map after the three transitions.
     """
     from monai.networks.nets import DenseNet121
@@ -294,7 +304,7 @@ def densenet121(*, spatial_dims: int, in_channels: int, num_classes: int, input_
     linear, stem = enc.get_submodule("class_layers.out"), enc.get_submodule("features.conv0")
     assert isinstance(linear, nn.Linear) and isinstance(stem, (nn.Conv2d, nn.Conv3d))  # MONAI's layout
     enc.class_layers.out = nn.Identity()
-    if min(_size(input_size, spatial_dims)) <= SMALL_INPUT:
+    if small_stem(input_size, spatial_dims):
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         enc.features.conv0 = conv(in_channels, stem.out_channels, 3, padding=1, bias=False)
         nn.init.kaiming_normal_(enc.features.conv0.weight)

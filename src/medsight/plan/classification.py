@@ -11,7 +11,7 @@ Rules:
 * normalisation per channel as for segmentation: CT clips to the 0.5-99.5 percentiles and z-scores with the
   dataset's statistics (Hounsfield units mean the same everywhere); everything else is z-scored per image, which
   travels better across scanners and hospitals than dataset statistics;
-* network: ResNet-18 (MONAI), with a stride-1 stem for inputs of 64 pixels or less;
+* network: ResNet-18 (MONAI), with a stride-1 stem for 2D inputs of 64 pixels or less (3D: 32 voxels);
 * class imbalance (largest / smallest class > 1.5): the loss weights classes by inverse square-root frequency
   (multi-label: positive weight per class); ``"sampler"`` balances batches instead;
 * one epoch is one pass over the training cases; early stopping on the validation AUC.
