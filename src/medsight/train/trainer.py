@@ -221,9 +221,14 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at epoch %d (%.0f s trained)", path, self.epoch, self.elapsed)
 
-    def save(self, name: str) -> Path:
+    def save(self, name: str, *, resumable: bool = True) -> Path:
+        """Write a checkpoint; ``resumable=False`` leaves out the optimiser state (a third of the size for AdamW
+        weights + moments), as for ``checkpoint_best.pt``, which is only used for prediction."""
+        extra = self._extra_state()
+        if not resumable:
+            extra.pop("optimizer")
         return save_checkpoint(self.fold_dir / name, model=self.model, architecture=self.architecture,
-                               init_args=self.init_args, plan=self.plan_dict, extra=self._extra_state())
+                               init_args=self.init_args, plan=self.plan_dict, extra=extra)
 
     # ------------------------------------------------------------------------------------------ loop
     def _progress_fraction(self, epoch_float: float) -> float:
@@ -298,7 +303,7 @@ class Trainer:
                 score = val.get(self.selection_metric, float("nan"))
                 if not math.isnan(score) and score > self.best:
                     self.best, self.best_epoch = score, self.epoch
-                    self.save("checkpoint_best.pt")
+                    self.save("checkpoint_best.pt", resumable=False)
                 if patience and self.val_ids and self.epoch - self.best_epoch >= patience:
                     self.stopped_early = True
                     log.info("early stop at epoch %d: %s has not improved for %d epochs (best %.4f at epoch %d)",
@@ -310,7 +315,7 @@ class Trainer:
         finally:
             batches.close()
         if not self.val_ids or not (self.fold_dir / "checkpoint_best.pt").exists():
-            self.save("checkpoint_best.pt")  # without validation the best model is the final one
+            self.save("checkpoint_best.pt", resumable=False)  # without validation the best model is the final one
         return {"epochs": self.epoch, "seconds": self.elapsed, f"best_{self.selection_metric}": self.best,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "history": self.history}
 
