@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "medsight.cli.evaluate",
     "medsight.cli.classification",
     "medsight.cli.clinical",
+    "medsight.cli.registration",
 )
 
 

@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_predict)
 
 
-TASKS = ("auto", "segmentation", "classification")
+TASKS = ("auto", "segmentation", "classification", "registration")
 CLASSIFIERS = ("resnet18", "resnet50", "densenet121", "smallcnn", "cnnlstm", "vit")
 
 
@@ -142,6 +142,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, time_budget_s=budget, iterations_per_epoch=args.iterations, seed=args.seed,
                          device=args.device, resume=args.resume, val_every=args.val_every, patience=args.patience)
     run = Path(args.out) if args.out else _default_run(args.dataset)
+    if args.task == "registration":
+        from medsight.cli.registration import train_registration_command
+        return train_registration_command(args, config, run)
     if dataset_task(args.dataset, args.task) == "classification":
         from medsight.cli.classification import train_classification_command
 
