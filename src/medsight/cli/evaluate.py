@@ -154,6 +154,16 @@ def run_report(args: argparse.Namespace) -> int:
     """Run ``medsight report``; returns the exit code."""
     from medsight.evaluate.report import case_index, write_report
 
+    plans = Path(args.run_dir) / "plans.json"
+    if plans.is_file():
+        from medsight.plan.classification import ClassificationPlan, load_plan
+
+        plan = load_plan(plans)
+        if isinstance(plan, ClassificationPlan):
+            from medsight.evaluate.classification_report import write_classification_report
+
+            print(write_classification_report(Path(args.run_dir), plan))
+            return 0
     images = case_index(args.images) if args.images is not None else None
     references = case_index(args.references) if args.references is not None else None
     path = write_report(args.run_dir, images=images, references=references)
