@@ -30,7 +30,14 @@ import numpy as np
 from medsight.errors import MedsightError, user_error
 from medsight.io.atomic import write_text
 from medsight.plan.fingerprint import Fingerprint
-from medsight.plan.planner import AugmentConfig, Normalization, TrainingConfig, _norm_text
+from medsight.plan.planner import (
+    AugmentConfig,
+    Normalization,
+    TrainingConfig,
+    _norm_text,
+    augment_from_dict,
+    read_plan_json,
+)
 
 CLASSIFICATION_PLAN_VERSION = 1
 ARCHITECTURES = ("resnet18", "resnet50", "densenet121", "smallcnn", "cnnlstm", "vit")
@@ -83,13 +90,9 @@ class ClassificationPlan:
         try:
             if int(d.get("version", 0)) > CLASSIFICATION_PLAN_VERSION:
                 raise user_error(f"plan version <= {CLASSIFICATION_PLAN_VERSION}", d.get("version"), where, "upgrade medsight")
-            aug = dict(d.get("augment", {}))
-            for k in ("scale_range", "mirror_axes"):
-                if k in aug:
-                    aug[k] = tuple(aug[k])
             plan = cls(**{k: v for k, v in d.items() if k not in ("normalization", "training", "augment")},
                        normalization=[Normalization(**n) for n in d["normalization"]],
-                       training=TrainingConfig(**d.get("training", {})), augment=AugmentConfig(**aug))
+                       training=TrainingConfig(**d.get("training", {})), augment=augment_from_dict(d.get("augment", {})))
         except MedsightError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -221,13 +224,7 @@ def load_plan(path: str | Path) -> Any:
     :class:`ClassificationPlan` (by its ``task`` field)."""
     from medsight.plan.planner import Plan
 
-    p = Path(path)
-    if not p.is_file():
-        raise user_error("a plans.json file", "none", p, "train a model first or check the run folder")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise user_error("valid JSON", f"a parse error ({exc.msg} at line {exc.lineno})", p, "fix the edit or re-plan") from exc
-    if isinstance(data, dict) and data.get("task") == "classification":
-        return ClassificationPlan.from_dict(data, where=p)
-    return Plan.from_dict(data, where=p)
+    data = read_plan_json(path)
+    if data.get("task") == "classification":
+        return ClassificationPlan.from_dict(data, where=path)
+    return Plan.from_dict(data, where=path)

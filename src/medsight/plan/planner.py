@@ -125,17 +125,12 @@ class Plan:
         try:
             if int(d.get("version", 0)) > PLAN_VERSION:
                 raise user_error(f"plan version <= {PLAN_VERSION}", d.get("version"), where, "upgrade medsight")
-            aug = d.get("augment", {})
-            if "scale_range" in aug:
-                aug = {**aug, "scale_range": tuple(aug["scale_range"])}
-            if "mirror_axes" in aug:
-                aug = {**aug, "mirror_axes": tuple(aug["mirror_axes"])}
             return cls(
                 **{k: v for k, v in d.items() if k not in ("normalization", "network", "training", "augment")},
                 normalization=[Normalization(**n) for n in d["normalization"]],
                 network=NetworkConfig(**d["network"]),
                 training=TrainingConfig(**d.get("training", {})),
-                augment=AugmentConfig(**aug),
+                augment=augment_from_dict(d.get("augment", {})),
             )
         except MedsightError:
             raise
@@ -147,14 +142,7 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
-        p = Path(path)
-        if not p.is_file():
-            raise user_error("a plans.json file", "none", p, "run 'medsight plan DATASET' first")
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise user_error("valid JSON", f"a parse error ({exc.msg} at line {exc.lineno})", p, "fix the edit or re-plan") from exc
-        return cls.from_dict(data, where=p)
+        return cls.from_dict(read_plan_json(path), where=Path(path))
 
     def with_changes(self, **changes: Any) -> Plan:
         return replace(self, **changes)
@@ -183,6 +171,26 @@ class Plan:
             rows.insert(1, ("cases", str(fp.get("cases"))))
             rows.insert(5, ("median shape (cropped)", " x ".join(map(str, fp.get("median_shape", [])))))
         return rows
+
+
+def augment_from_dict(aug: dict[str, Any]) -> AugmentConfig:
+    """The ``augment`` section of a plans.json (JSON lists back to the tuples the dataclass holds)."""
+    fields: dict[str, Any] = {k: tuple(v) if k in ("scale_range", "mirror_axes") else v for k, v in aug.items()}
+    return AugmentConfig(**fields)
+
+
+def read_plan_json(path: str | Path) -> dict[str, Any]:
+    """The parsed plans.json of any task, with one clear error for a missing file or invalid JSON."""
+    p = Path(path)
+    if not p.is_file():
+        raise user_error("a plans.json file", "none", p, "run 'medsight plan DATASET' (or train) first")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise user_error("valid JSON", f"a parse error ({exc.msg} at line {exc.lineno})", p, "fix the edit or re-plan") from exc
+    if not isinstance(data, dict):
+        raise user_error("a JSON object in plans.json", type(data).__name__, p, "re-create it with 'medsight plan'")
+    return data
 
 
 def _norm_text(n: Normalization) -> str:
