@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def _inputs(input_path: str | Path, channels: int) -> list[tuple[str, list[Path]]]:
-    from medsight.tasks.segmentation import _input_cases
+    from medsight.tasks.segmentation import input_cases
 
     inp = Path(input_path)
     if not inp.exists():
         raise user_error("an existing input file or folder", "nothing", inp, "check the path")
-    return _input_cases(inp, channels)
+    return input_cases(inp, channels)
 
 
 def _read(files: list[Path]) -> Any:

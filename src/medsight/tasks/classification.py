@@ -412,12 +412,12 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
             if progress:
                 progress(i + 1, len(spec.cases))
     else:
-        from medsight.tasks.segmentation import _input_cases
+        from medsight.tasks.segmentation import input_cases
 
         if plan.tabular:
             raise user_error("a CSV with the tabular columns " + ", ".join(plan.tabular.get("columns", [])), "plain images", inp,
                              "predict on a CSV that has those columns")
-        cases = _input_cases(inp, len(plan.channel_names))
+        cases = input_cases(inp, len(plan.channel_names))
         for i, (_cid, files) in enumerate(cases):
             parts = [read_image(f, series_uid=series_uid) for f in files]
             image = parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))

@@ -251,8 +251,9 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------- predict
-def _input_cases(input_path: Path, n_channels: int) -> list[tuple[str, list[Path]]]:
-    """(case id, files) for a file, a DICOM folder, or a folder of images (nnU-Net ``_0000`` channel files grouped)."""
+def input_cases(input_path: Path, n_channels: int) -> list[tuple[str, list[Path]]]:
+    """(case id, files) for a file, a DICOM folder, or a folder of images (nnU-Net ``_0000`` channel files grouped);
+    shared by every task's predict and by explain."""
     from medsight.io import detect_format
     from medsight.io.dicom import find_dicom_files
 
@@ -314,7 +315,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
         raise user_error("an existing input file or folder", "nothing", inp, "check the path")
     predictor = Predictor.from_run(run_dir, folds=folds, device=device, tta=tta)
     plan = predictor.plan
-    cases = _input_cases(inp, len(plan.channel_names))
+    cases = input_cases(inp, len(plan.channel_names))
     out = Path(output)
     single_file_out = inp.is_file() and full_suffix(out) != ""
     written = []
