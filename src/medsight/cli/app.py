@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medsight {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--allow-irregular", action="store_true",
+                        help="read DICOM series with missing slices, uneven spacing or gantry tilt (median slice step) "
+                             "and images with NaN/Inf voxels (as 0) with a warning instead of refusing them")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -61,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _configure_logging(args.debug, args.quiet)
+    from medsight.io import set_strict_reading
+
+    set_strict_reading(not args.allow_irregular)
     try:
         return int(args.func(args) or 0)
     except MedsightError as exc:

@@ -46,6 +46,7 @@ KINDS: dict[str, str] = {
     "channel_count": ERROR,  # channel count differs from the declared channel_names
     "class_out_of_range": ERROR,  # classification label outside the declared classes
     "empty_label": WARNING,  # label map with background only
+    "no_foreground": ERROR,  # every label map of a segmentation dataset is background only
     "ignored_file": WARNING,  # an image file in the dataset folders that no case uses
 }
 
@@ -254,7 +255,7 @@ class _Checker:
             self.add(path, case_id, missing_kind, missing_msg)
             return None, 0
         try:
-            image = read_image(path)
+            image = read_image(path, strict=False)  # NaN/Inf and irregular stacks are reported, not raised
             truncated, non_finite = nifti_integrity(path)
         except (MedsightError, OSError, EOFError, RuntimeError) as exc:
             self.add(path, case_id, "unreadable", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -446,6 +447,11 @@ class _Checker:
         self._check_mixed(3, "mixed_channels", "{v} channel(s) while {n} of {total} images have {m}; "
                           "make every image hold the same channels")
         self._check_orphans(refs)
+        empty = [p for p in self.problems if p.kind == "empty_label"]
+        if self.spec.task == "segmentation" and empty and len(empty) == self.counts.get("labels_read", -1):
+            folder = os.path.commonpath([p.file for p in empty]) if len(empty) > 1 else empty[0].file
+            self.add(folder, "", "no_foreground", f"all {len(empty)} label maps are background only, so there is "
+                     "nothing to learn; check that the labels folder holds the annotations (not empty masks)")
 
     def _check_mixed(self, field_index: int, kind: str, template: str) -> None:
         if not self.images:

@@ -449,7 +449,53 @@ def _load_csv(path: Path) -> DatasetSpec:
                        cases=tuple(cases), extra={"multilabel": multilabel})
 
 
+def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an ``.npz`` from the ``.npy`` headers alone (no data is read)."""
+    import zipfile
+
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                if not name.endswith(".npy"):
+                    continue
+                with zf.open(name) as fh:
+                    major, _ = np.lib.format.read_magic(fh)
+                    read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(fh)
+                out[name[:-4]] = (tuple(int(n) for n in shape), np.dtype(dtype))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, PermissionError):
+            raise
+        raise user_error("a readable .npz archive", f"a file NumPy cannot open ({exc})", path,
+                         "re-download it or re-save it with numpy.savez") from exc
+    return out
+
+
+def _check_npz_arrays(path: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Numeric arrays only (object arrays would need unpickling: refused) and one label per image in every split."""
+    for name, (_, dtype) in headers.items():
+        if dtype.kind not in "biuf":
+            raise user_error("numeric arrays", f"array {name!r} of dtype {dtype} (pickled Python objects are never loaded)",
+                             path, "re-save the archive from numeric NumPy arrays")
+    for name, (shape, _) in headers.items():
+        if not name.endswith("_labels"):
+            continue
+        images = name[: -len("_labels")] + "_images"
+        if images not in headers:
+            raise user_error(f"an array {images!r} beside {name!r}", f"keys {sorted(headers)}", path, "use the MedMNIST layout")
+        n_img = headers[images][0][0] if headers[images][0] else 0
+        if not shape or n_img != shape[0]:
+            raise user_error(f"one label per image in {images!r}", f"{n_img} images and {shape[0] if shape else 0} labels",
+                             path, "re-save the archive with matching arrays")
+        from medsight.io.guard import check_allocation
+
+        check_allocation(int(np.prod(headers[images][0], dtype=np.float64)) * headers[images][1].itemsize, path,
+                         "image array")
+
+
 def _load_npz(path: Path) -> DatasetSpec:
+    _check_npz_arrays(path, npz_headers(path))
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)

@@ -73,6 +73,12 @@ class Predictor:
     @torch.no_grad()
     def probabilities(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(K, *spatial)`` (float32, CPU) for a preprocessed array ``(C, *spatial)``."""
+        from medsight.io.guard import check_allocation
+
+        # the sum over folds/flips, one flip's softmax and MONAI's output + weight buffers: about 3K + 1 volumes
+        voxels = int(np.prod(np.shape(array)[1:], dtype=np.float64))
+        check_allocation((3 * len(self.plan.labels) + 1) * voxels * 4, f"a {'x'.join(map(str, np.shape(array)[1:]))} volume "
+                         "after resampling to the plan's spacing", "probability volume")
         x = torch.as_tensor(np.array(array, dtype=np.float32))[None].to(self.device)
         d = x.ndim - 2
         patch = tuple(int(p) for p in self.plan.patch_size)

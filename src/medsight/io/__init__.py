@@ -15,6 +15,15 @@ from medsight.io.raster import RASTER_SUFFIXES
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".bmp")
 
+#: Geometry warnings of a DICOM slice stack that strict reading refuses (their text starts with these words).
+IRREGULAR_STACK = ("missing slices", "uneven slice spacing", "gantry tilt")
+_policy = {"strict": True}
+
+
+def set_strict_reading(strict: bool) -> None:
+    """Process-wide default of :func:`read_image`'s ``strict`` (``medsight --allow-irregular`` turns it off)."""
+    _policy["strict"] = bool(strict)
+
 
 def full_suffix(path: str | Path) -> str:
     """The lower-case format suffix, keeping ``.nii.gz`` whole."""
@@ -64,12 +73,16 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def read_image(path: str | Path, *, series_uid: str | None = None) -> Image:
+def read_image(path: str | Path, *, series_uid: str | None = None, strict: bool | None = None) -> Image:
     """Read any supported image file or DICOM series folder.
 
     Args:
         path: a file or a folder holding one DICOM series (searched recursively).
         series_uid: which series to read when a folder holds several (``medsight info`` lists them).
+        strict: refuse a DICOM stack with missing slices, uneven spacing or gantry tilt, and an image with NaN/Inf
+            voxels (default: the process-wide policy, strict unless ``--allow-irregular`` was given). Lenient
+            reading logs a warning instead, uses the median slice step and reads NaN/Inf as 0 (``info`` and
+            ``dataset check`` read leniently: they describe such files rather than refuse them).
 
     Returns:
         The image, ``(C, *spatial)``, with geometry and source info.
@@ -81,18 +94,39 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> Image:
     if fmt == "itk":
         from medsight.io.itk import read_itk
 
-        return read_itk(p)
-    if fmt == "raster":
+        image = read_itk(p)
+    elif fmt == "raster":
         from medsight.io.raster import read_raster
 
-        return read_raster(p)
-    if fmt == "dicom":
+        image = read_raster(p)
+    elif fmt == "dicom":
         from medsight.io.dicom import read_dicom
 
-        return read_dicom(p, series_uid=series_uid)
-    raise user_error(
-        "a single image", "an NPZ archive", p, "use it as a dataset (medsight dataset check / train), not as one image"
-    )
+        image = read_dicom(p, series_uid=series_uid)
+    else:
+        raise user_error(
+            "a single image", "an NPZ archive", p, "use it as a dataset (medsight dataset check / train), not as one image"
+        )
+    if _policy["strict"] if strict is None else strict:
+        _refuse_irregular(image, p)
+    return image
+
+
+def _refuse_irregular(image: Image, path: Path) -> None:
+    """Raise for what lenient reading would only warn about (see :func:`read_image`)."""
+    extra = image.source.extra if image.source else {}
+    lenient = "pass --allow-irregular (before the command) to read it anyway"
+    if extra.get("non_finite_voxels"):
+        raise user_error("finite voxel values", f"{extra['non_finite_voxels']} NaN/Inf voxels", path,
+                         f"replace them (e.g. with the background value) and re-save, or {lenient} with them as 0")
+    for warning in str(extra.get("warnings", "")).split(" | "):
+        if warning.startswith(IRREGULAR_STACK):
+            kind = next(k for k in IRREGULAR_STACK if warning.startswith(k))
+            detail = warning.split(": ", 1)[1].split(";")[0] if ": " in warning else kind
+            raise user_error("a regular slice stack (no missing slices, even spacing, no gantry tilt)",
+                             f"{kind} ({detail})", path,
+                             f"re-export the complete series (or correct the tilt with dcm2niix), or {lenient} "
+                             "with the median slice step")
 
 
 def _readable(p: Path) -> bool:
@@ -127,4 +161,4 @@ def write_image(image: Image, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["detect_format", "full_suffix", "read_image", "strip_suffix", "write_image"]
+__all__ = ["detect_format", "full_suffix", "read_image", "set_strict_reading", "strip_suffix", "write_image"]

@@ -315,14 +315,14 @@ def describe_npz(path: str | Path) -> dict[str, Any]:
     return {"path": str(p), "format": "npz", "arrays": arrays}
 
 
-def read_any(path: Path, *, series_uid: str | None = None) -> Image:
+def read_any(path: Path, *, series_uid: str | None = None, strict: bool | None = None) -> Image:
     """:func:`medsight.io.read_image`, plus DICOM-SEG files read as label maps on their own frame grid."""
     if path.is_file() and series_uid is None:
         from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
 
         if is_dicom_seg(path):
             return read_dicom_seg(path)
-    return read_image(path, series_uid=series_uid)
+    return read_image(path, series_uid=series_uid, strict=strict)
 
 
 def _check_series_option(path: Path, fmt: str, series_uid: str | None) -> None:
@@ -357,7 +357,7 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
         if series_uid is None and sum(s.num_frames > 0 for s in series) > 1:
             out["image"] = None
             return out
-    image = read_any(p, series_uid=series_uid)
+    image = read_any(p, series_uid=series_uid, strict=False)  # describe irregular files, do not refuse them
     facts = image.describe()
     extra = dict(image.source.extra)
     warnings = extra.pop("warnings", "")

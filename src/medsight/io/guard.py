@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from medsight.errors import MedsightError
@@ -31,4 +32,16 @@ def check_allocation(nbytes: int, where: str | Path, what: str = "image") -> Non
             f"Expected {'an' if what[:1] in 'aeiou' else 'a'} {what} that fits in memory, got one that needs {nbytes / 1024**3:.1f} GiB "
             f"(available {limit / 1024**3:.1f} GiB) in {where}; check the header's dimensions, "
             "or crop/downsample the data first"
+        )
+
+
+def check_disk(nbytes: int, folder: str | Path, what: str = "cache") -> None:
+    """Raise a clear error when writing ``nbytes`` under ``folder`` would (nearly) fill its file system."""
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe).free
+    if nbytes > 0.95 * free:
+        raise MedsightError(
+            f"Expected free disk space for the {what} ({nbytes / 1024**3:.1f} GiB), got {free / 1024**3:.1f} GiB free "
+            f"in {probe}; free some space or choose another output folder (--out)"
         )

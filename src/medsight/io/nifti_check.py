@@ -57,8 +57,12 @@ def nifti_integrity(path: Path) -> tuple[str, int]:
                     if int.from_bytes(raw.read(4), "little") == expected % 2**32:
                         return "", 0
             pending = head[offset:] if offset <= len(head) else b""
-            if offset > len(head):
-                fh.read(offset - len(head))
+            skip = offset - len(head)
+            while skip > 0:  # in bounded chunks: a damaged vox_offset can claim gigabytes
+                got = len(fh.read(min(1 << 22, skip)))
+                if not got:
+                    return f"truncated: the header's voxel offset {offset} is past the end of the data", 0
+                skip -= got
             while total < data_bytes:
                 chunk = pending or fh.read(min(1 << 22, data_bytes - total))
                 pending = b""

@@ -48,6 +48,11 @@ def _frame_array(frame: PILImage.Image) -> np.ndarray:
     return np.moveaxis(arr, -1, 0)
 
 
+#: What Pillow raises for damaged files beyond UnidentifiedImageError (struct/zlib errors surface as these too).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
+                  PILImage.DecompressionBombError)
+
+
 def read_raster(path: str | Path) -> Image:
     """Read a 2D raster image as ``(C, H, W)`` (C = 1 gray or 3 RGB); a multi-page TIFF as ``(C, D, H, W)``."""
     path = Path(path)
@@ -58,9 +63,14 @@ def read_raster(path: str | Path) -> Image:
             f"a {path.suffix.lstrip('.').upper() or 'raster'} image", "a file Pillow cannot identify", path,
             "check the file is really an image (not text or a truncated download)",
         ) from exc
+    except _DECODE_ERRORS as exc:  # a header Pillow recognises but cannot parse (damaged IHDR, bad chunk lengths)
+        raise user_error("a complete image file", f"a damaged header ({exc})", path, "re-export the image") from exc
     with pil:
-        w, h = pil.size
-        n = getattr(pil, "n_frames", 1)
+        try:
+            w, h = pil.size
+            n = getattr(pil, "n_frames", 1)
+        except _DECODE_ERRORS as exc:
+            raise user_error("a complete image file", f"a damaged header ({exc})", path, "re-export the image") from exc
         check_allocation(w * h * max(n, 1) * 4 * 3, path)
         try:
             if n > 1 and path.suffix.lower() in (".tif", ".tiff"):
@@ -71,7 +81,7 @@ def read_raster(path: str | Path) -> Image:
                 arr = np.stack(frames, axis=1)
             else:
                 arr = _frame_array(pil)
-        except (OSError, SyntaxError, ValueError) as exc:
+        except _DECODE_ERRORS as exc:
             raise user_error("a complete image file", f"a decoding error ({exc})", path, "re-export the image") from exc
     fmt = {".jpg": "jpeg", ".tif": "tiff"}.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
     return Image(np.ascontiguousarray(arr), source=SourceInfo(path=str(path), format=fmt))

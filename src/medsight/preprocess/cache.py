@@ -183,6 +183,11 @@ class CaseCache:
         self.folder = Path(folder)
         self.case_ids = list(case_ids)
         mode: Literal["r"] | None = None if in_memory else "r"
+        if in_memory:
+            from medsight.io.guard import check_allocation
+
+            size = sum((self.folder / f"{c}{s}.npy").stat().st_size for c in case_ids for s in ("", "_seg"))
+            check_allocation(size, self.folder, "in-memory case cache")
         self.images = {c: np.load(self.folder / f"{c}.npy", mmap_mode=mode) for c in case_ids}
         self.labels = {c: np.load(self.folder / f"{c}_seg.npy", mmap_mode=mode) for c in case_ids}
         self.fg = {c: np.load(self.folder / f"{c}_fg.npy") for c in case_ids}

@@ -181,6 +181,9 @@ def preprocess_classification(spec: DatasetSpec, plan: ClassificationPlan, cache
     n = len(spec.cases)
     shape = (n, len(plan.channel_names), *plan.input_size)
     need = math.prod(shape) * 4
+    from medsight.io.guard import check_disk
+
+    check_disk(need, cache_dir, "preprocessed image cache")
     if need > 16 * 2**30:
         log.warning("the preprocessed cache needs %.1f GB on disk (memory-mapped)", need / 2**30)
     labels, tab = [], []

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from medsight.data.dataset import DatasetSpec, load_dataset
+from medsight.data.validate import require_valid_dataset
 from medsight.errors import MedsightError, user_error
 from medsight.io.atomic import write_text
 from medsight.plan.classification import ClassificationPlan, load_plan, make_classification_plan
@@ -63,6 +64,7 @@ def plan_classification(dataset: str | Path, out: str | Path, *, network: str | 
     spec = load_classification_dataset(dataset)
     if tabular and spec.layout != "csv":
         raise user_error("a CSV dataset for --tabular columns", f"a {spec.layout} dataset", dataset, "list the columns in a CSV")
+    require_valid_dataset(spec)
     fp = compute_fingerprint(spec, progress=progress)
     names = sorted(spec.labels, key=spec.labels.__getitem__)
     labels = [c.class_label for c in spec.cases if c.class_label is not None]
@@ -112,6 +114,7 @@ def train_classification(
     """
     config = config or TrainConfig()
     spec = load_classification_dataset(dataset)
+    require_valid_dataset(spec)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     target = run / "plans.json"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from medsight.data.dataset import DatasetSpec, load_case, load_dataset
+from medsight.data.validate import require_valid_dataset
 from medsight.errors import MedsightError, user_error
 from medsight.io import full_suffix, strip_suffix, write_image
 from medsight.io.atomic import write_text
@@ -44,10 +45,10 @@ def load_segmentation_dataset(path: str | Path) -> DatasetSpec:
     if not labelled:
         raise user_error("label maps beside the images", "no label files", path, "add a labels/ (or masks/) folder with matching names")
     if len(labelled) != len(spec.cases):
-        log.warning("%d of %d cases have no label file and are left out of training", len(spec.cases) - len(labelled), len(spec.cases))
-        from dataclasses import replace
-
-        spec = replace(spec, cases=tuple(labelled))
+        missing = next(c for c in spec.cases if c.label is None or not c.label.exists())
+        raise user_error("a label map for every training image", f"{len(spec.cases) - len(labelled)} image(s) without one, "
+                         f"first {missing.images[0]}", path, "add the missing label(s), or move unlabelled images out of "
+                         "the training folder (e.g. into imagesTs) and predict them after training")
     return spec
 
 
@@ -60,6 +61,7 @@ def plan_dataset(dataset: str | Path, out: str | Path, *, base_filters: int | No
                  progress: Callable[[int, int], None] | None = None) -> Plan:
     """Fingerprint a dataset and write ``out/plans.json`` (``out`` is a run folder or a .json path)."""
     spec = load_segmentation_dataset(dataset)
+    require_valid_dataset(spec)
     fp = compute_fingerprint(spec, progress=progress)
     plan = make_plan(fp, dataset=spec.name, labels=spec.labels, binary_masks=spec.binary_masks, voxel_budget=voxel_budget,
                      base_filters=base_filters or default_base_filters())
@@ -107,6 +109,7 @@ def train(
     """
     config = config or TrainConfig()
     spec = load_segmentation_dataset(dataset)
+    require_valid_dataset(spec)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     plan = _ensure_plan(dataset, run, plan_path=Path(plan_path) if plan_path else None, base_filters=base_filters)

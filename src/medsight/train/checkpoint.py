@@ -41,9 +41,11 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, architecture: str, in
     try:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
-    except OSError as exc:  # atomic_path converts ENOSPC; keep other OSErrors readable
-        if exc.errno == errno.ENOSPC:
-            raise MedsightError(f"Expected free disk space to save {path}; the previous checkpoint is intact; free space and --resume") from exc
+    except (OSError, MedsightError) as exc:  # atomic_path turns ENOSPC into a MedsightError caused by the OSError
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            raise MedsightError(f"Expected free disk space to save {path}, got 'no space left on device'; the previous "
+                                "checkpoint is intact: free some space and run the same command with --resume") from exc
         raise
     return path
 
