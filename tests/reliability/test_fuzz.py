@@ -150,8 +150,15 @@ def _dicom_seed() -> bytes:
 DICOM = _dicom_seed()
 
 
+def _wrong_group_length(dicom: bytes) -> bytes:
+    """Found by fuzzing: (0002,0000) given VR UN with a length that is no multiple of 4 (pydicom BytesLengthException)."""
+    at = dicom.index(b"\x02\x00\x00\x00UL")
+    return dicom[:at] + b"\x02\x00\x00\x00UN\x04\x00\xce\x00\x00\x00" + dicom[at + 12:]
+
+
 @FUZZ
 @given(payload=mutated(DICOM, len(DICOM) - 8 * 6 * 2))
+@example(payload=_wrong_group_length(DICOM))
 def test_fuzz_dicom_reader(payload: bytes) -> None:
     _read_file(payload, "slice.dcm")
 
@@ -174,6 +181,8 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @FUZZ
 @given(edits=st.dictionaries(st.sampled_from(SPEC_KEYS), JSON_VALUES, min_size=1, max_size=4),
        drop=st.lists(st.sampled_from(SPEC_KEYS), max_size=3))
+@example(edits={"name": None, "test": [None], "training": []}, drop=[])  # found: AttributeError
+@example(edits={"name": None, "test": True, "training": []}, drop=[])  # found: TypeError
 def test_fuzz_dataset_json(small_dataset: Path, edits: dict[str, object], drop: list[str]) -> None:
     from medsight.data.check import check_dataset
     from medsight.data.dataset import load_dataset

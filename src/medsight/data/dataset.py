@@ -208,12 +208,20 @@ def _load_json_spec(spec_path: Path) -> DatasetSpec:
         for i, entry in enumerate(data["training"]):
             if not isinstance(entry, dict) or "image" not in entry:
                 raise user_error("training entries with 'image' and 'label'", repr(entry)[:60], spec_path, f"fix entry {i}")
-            img = (root / str(entry["image"])).resolve()
-            lab = (root / str(entry["label"])).resolve() if entry.get("label") else None
+            if not isinstance(entry["image"], str) or not isinstance(entry.get("label") or "", str):
+                raise user_error("training entries whose 'image' and 'label' are paths", repr(entry)[:60], spec_path,
+                                 f"fix entry {i}")
+            img = (root / entry["image"]).resolve()
+            lab = (root / entry["label"]).resolve() if entry.get("label") else None
             cases.append(CaseRef(case_id=file_stem(img), images=(img,), label=lab))
         tests = []
-        for entry in data.get("test", []) or []:
-            img = (root / str(entry if isinstance(entry, str) else entry.get("image"))).resolve()
+        raw_tests = data.get("test") or []
+        if not isinstance(raw_tests, list):
+            raise user_error("'test' as a list of image paths", type(raw_tests).__name__, spec_path, "fix dataset.json")
+        for i, entry in enumerate(raw_tests):
+            if not isinstance(entry, str) and not (isinstance(entry, dict) and isinstance(entry.get("image"), str)):
+                raise user_error("test entries that are image paths", repr(entry)[:60], spec_path, f"fix test entry {i}")
+            img = (root / str(entry if isinstance(entry, str) else entry["image"])).resolve()
             tests.append(CaseRef(case_id=file_stem(img), images=(img,)))
         return DatasetSpec(name=name, root=root, layout="msd", task="segmentation", channel_names=channels, labels=labels,
                            cases=tuple(cases), test_cases=tuple(tests), spec_file=spec_path)

@@ -21,7 +21,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -53,6 +53,7 @@ _PARSE_ERRORS = (
     struct.error,
     NotImplementedError,
     OverflowError,
+    BytesLengthException,  # a RuntimeError: an element whose length does not fit its VR (found by fuzzing)
 )
 
 #: Uncompressed little-endian transfer syntaxes, whose pixel data medsight reads straight from the file.
