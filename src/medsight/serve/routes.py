@@ -1,0 +1,309 @@
+"""The REST API (``/api/...``); the schema is at ``/openapi.json``.
+
+========================================================  =====================================================
+route                                                     what
+========================================================  =====================================================
+``GET /api/health``                                       liveness (no token needed)
+``GET /api/presets``                                      CT window presets ``{name: [level, width]}``
+``GET /api/runs``, ``GET /api/runs/{run}``                runs, task, labels, metrics; one run with its cases
+``GET /api/runs/{run}/files/{path}``                      report pages and their figures (no checkpoints)
+``POST /api/jobs``                                        upload (or name a server file) and queue a prediction
+``GET /api/jobs``, ``GET|DELETE /api/jobs/{id}``          job status; delete a finished job
+``GET /api/jobs/{id}/files/{role}``                       download an output (label map, CSV, DICOM-SEG, ...)
+``GET .../volumes/{name}``                                a volume's geometry (JSON) for jobs and run cases
+``GET .../volumes/{name}/data``                           the volume as ``(C, *spatial)`` little-endian bytes
+``GET .../volumes/{name}/slice.png``                      one slice as PNG, windowed (``window=lung`` or level/width)
+========================================================  =====================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from medsight.serve.config import ServeConfig
+from medsight.serve.jobs import Job, JobManager
+from medsight.serve.runs import RUN_FILE_SUFFIXES, RunCase, RunCatalog, run_facts
+from medsight.serve.security import api_error, resolve_under_roots
+from medsight.serve.volumes import Volume, VolumeCache, render_png
+
+router = APIRouter(prefix="/api")
+
+#: Content-Security-Policy of report pages: their inline styles and embedded images, no scripts.
+REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share, created once by :func:`medsight.serve.app.create_app`."""
+
+    config: ServeConfig
+    catalog: RunCatalog
+    jobs: JobManager
+    volumes: VolumeCache
+    work_dir: Path
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.medsight
+
+
+def _unknown(kind: str, name: str, choices: list[str]) -> Exception:
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return api_error(404, f"a known {kind}", repr(name[:80]), None, f"{hint}choose one of: {', '.join(sorted(choices)) or '(none)'}")
+
+
+def _run_path(state: ServerState, run: str) -> Path:
+    if run not in state.catalog.runs:
+        raise _unknown("run", run, list(state.catalog.runs))
+    return state.catalog.path(run)
+
+
+# ---------------------------------------------------------------------------------------------- basics
+@router.get("/health", summary="Liveness check (open without a token)")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/presets", summary="CT window presets (level, width in HU)")
+def presets() -> dict[str, Any]:
+    from medsight.preprocess.windowing import WINDOW_PRESETS
+
+    return {"presets": {k: list(v) for k, v in WINDOW_PRESETS.items()}}
+
+
+# ---------------------------------------------------------------------------------------------- runs
+@router.get("/runs", summary="Served runs with their task, labels and cross-validation metrics")
+def list_runs(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    return {"runs": [{"name": name, **run_facts(path)} for name, path in state.catalog.runs.items()]}
+
+
+@router.get("/runs/{run}", summary="One run with its validation cases")
+def get_run(request: Request, run: str) -> dict[str, Any]:
+    state = _state(request)
+    path = _run_path(state, run)
+    return {"name": run, **run_facts(path), "cases": [c.as_json() for c in state.catalog.cases(run)]}
+
+
+@router.get("/runs/{run}/files/{file_path:path}", summary="A report page or figure of a run")
+def run_file(request: Request, run: str, file_path: str) -> FileResponse:
+    state = _state(request)
+    root = _run_path(state, run)
+    real = resolve_under_roots(file_path, [root], what="run file")
+    if not real.is_file() or real.suffix.lower() not in RUN_FILE_SUFFIXES:
+        raise api_error(403, f"a report file ({', '.join(RUN_FILE_SUFFIXES)})", repr(file_path[:120]), None,
+                        "ask for report.html or a file it links to")
+    headers = {"Content-Security-Policy": REPORT_CSP} if real.suffix.lower() in (".html", ".svg") else {}
+    return FileResponse(real, headers=headers)
+
+
+def _run_case(state: ServerState, run: str, case_id: str) -> RunCase:
+    _run_path(state, run)
+    try:
+        return state.catalog.case(run, case_id)
+    except KeyError:
+        raise _unknown(f"validation case of run {run}", case_id, [c.case_id for c in state.catalog.cases(run)]) from None
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+@router.post("/jobs", status_code=202, summary="Queue a prediction of an uploaded image or a server-side file")
+def create_job(
+    request: Request,
+    run: Annotated[str, Form(description="name of a served run")],
+    file: Annotated[UploadFile | None, File(description="an image file, or a zip of one DICOM series")] = None,
+    path: Annotated[str | None, Form(description="instead of a file: a path under a --root")] = None,
+    reference: Annotated[UploadFile | None, File(description="optional reference label map (same grid)")] = None,
+    reference_path: Annotated[str | None, Form(description="optional reference label map under a --root")] = None,
+    tta: Annotated[bool, Form(description="mirror test-time augmentation")] = False,
+    explain: Annotated[bool, Form(description="also compute a Grad-CAM / saliency heat map")] = False,
+) -> Response:
+    from medsight.serve.inference import run_task_of
+
+    state = _state(request)
+    run_path = _run_path(state, run)
+    task = run_task_of(run_path)
+    if task not in ("segmentation", "classification"):
+        raise api_error(400, "a segmentation or classification run", f"a {task} run", run, "choose another run")
+    if (file is None) == (path is None or not path.strip()):
+        raise api_error(400, "exactly one of 'file' (an upload) and 'path' (a server-side file)",
+                        "both" if file is not None else "neither", None, "send one of them")
+    job_id, folder = state.jobs.new_folder()
+    try:
+        job = _build_job(state, job_id, folder, run, run_path, file=file, path=path, reference=reference,
+                         reference_path=reference_path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    job.tta, job.explain = tta, explain
+    state.jobs.submit(job)
+    return JSONResponse(job.as_json(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+
+def _build_job(state: ServerState, job_id: str, folder: Path, run: str, run_path: Path, *, file: UploadFile | None,
+               path: str | None, reference: UploadFile | None, reference_path: str | None) -> Job:
+    from medsight.serve.uploads import extract_dicom_zip, save_upload
+
+    cfg = state.config
+    if file is not None:
+        saved = save_upload(file.file, file.filename or "", folder / "input", job_id, max_bytes=cfg.max_upload_bytes)
+        input_path, kind, size = saved.path, saved.kind, saved.size
+        if kind == "zip":
+            input_path = folder / "input" / job_id
+            count = extract_dicom_zip(saved.path, input_path, max_total_bytes=4 * cfg.max_upload_bytes)
+            saved.path.unlink()
+            kind = f"zipped DICOM series ({count} files)"
+    else:
+        input_path = resolve_under_roots(path or "", cfg.roots)
+        kind = "server folder" if input_path.is_dir() else "server file"
+        size = input_path.stat().st_size if input_path.is_file() else 0
+    ref = None
+    if reference is not None:
+        ref_saved = save_upload(reference.file, reference.filename or "", folder / "reference", job_id,
+                                max_bytes=cfg.max_upload_bytes, field="reference")
+        if ref_saved.kind in ("zip", "dicom"):
+            raise api_error(415, "a reference label map file (NIfTI, NRRD, MHA, PNG, TIFF)", ref_saved.kind, "'reference'",
+                            "convert the reference with 'medsight convert'")
+        ref = ref_saved.path
+    elif reference_path:
+        ref = resolve_under_roots(reference_path, cfg.roots, what="reference file")
+    return Job(id=job_id, run=run, run_path=run_path, folder=folder, input_path=input_path, input_kind=kind,
+               input_bytes=size, reference_path=ref)
+
+
+@router.get("/jobs", summary="All jobs, newest first")
+def list_jobs(request: Request) -> dict[str, Any]:
+    jobs = sorted(_state(request).jobs.jobs.values(), key=lambda j: j.created, reverse=True)
+    return {"jobs": [j.as_json() for j in jobs]}
+
+
+@router.get("/jobs/{job_id}", summary="A job's status, outputs and viewer volumes")
+def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    return _state(request).jobs.get(job_id).as_json()
+
+
+@router.delete("/jobs/{job_id}", status_code=204, summary="Delete a finished job and its files")
+def delete_job(request: Request, job_id: str) -> Response:
+    state = _state(request)
+    state.jobs.delete(job_id)
+    state.volumes.drop(job_id)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/files/{role}", summary="Download an output: labels, probabilities, quantification, "
+            "predictions, dicom_seg, heatmap, heatmap_png")
+def job_file(request: Request, job_id: str, role: str) -> FileResponse:
+    job = _state(request).jobs.get(job_id)
+    outputs = job.result.outputs if job.result else {}
+    _require(job, role, list(outputs), "output")
+    return FileResponse(outputs[role], filename=outputs[role].name)
+
+
+def _require(job: Job, name: str, available: list[str], kind: str) -> None:
+    """409 while the job has not finished well, 404 (with the choices) for an unknown name."""
+    if name in available:
+        return
+    if job.status in ("queued", "running"):
+        raise api_error(409, "a finished job", f"a {job.status} job", None, "poll GET /api/jobs/{id} until 'done'")
+    if job.status == "failed":
+        raise api_error(409, "a job that succeeded", "a failed job", None, "read the job's 'message', fix the input, submit again")
+    raise _unknown(f"{kind} of job {job.id}", name, available)
+
+
+# ---------------------------------------------------------------------------------------------- volumes
+def _job_volume(state: ServerState, job_id: str, name: str) -> Volume:
+    from medsight.serve.viewer_data import job_volume
+
+    job = state.jobs.get(job_id)
+    _require(job, name, job.volume_names(), "volume")
+    return state.volumes.get((job_id, name), lambda: job_volume(job, name))
+
+
+def _case_volume(state: ServerState, run: str, case_id: str, name: str) -> Volume:
+    from medsight.serve.viewer_data import CASE_VOLUMES, case_volume
+
+    case = _run_case(state, run, case_id)
+    available = [n for n, attr in CASE_VOLUMES.items() if getattr(case, attr) is not None]
+    if name not in available:
+        raise _unknown(f"volume of case {case_id}", name, available)
+    path = getattr(case, CASE_VOLUMES[name])
+    key = (f"run:{run}", case_id, name, path.stat().st_mtime_ns)
+    return state.volumes.get(key, lambda: case_volume(case, name, _run_path(state, run)))
+
+
+def _data_response(request: Request, volume: Volume) -> Response:
+    headers = {"X-Medsight-Dtype": str(volume.data.dtype), "Cache-Control": "private, max-age=60"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(volume.gzip_bytes, media_type="application/octet-stream",
+                        headers={**headers, "Content-Encoding": "gzip"})
+    return Response(volume.data.tobytes(), media_type="application/octet-stream", headers=headers)
+
+
+def _slice_response(volume: Volume, axis: str, index: int | None, channel: int, window: str | None,
+                    level: float | None, width: float | None) -> Response:
+    from medsight.preprocess.windowing import window_bounds
+
+    if window:
+        bounds: tuple[float, float] | None = window_bounds(window)
+    elif level is not None or width is not None:
+        if level is None or width is None:
+            raise api_error(400, "both 'level' and 'width'", "only one of them", None, "give both, or a 'window' preset")
+        bounds = window_bounds((level, width))
+    else:
+        bounds = None
+    shape = volume.shape
+    if index is None:
+        index = 0 if len(shape) == 2 else shape[{"axial": 0, "coronal": 1, "sagittal": 2}.get(axis, 0)] // 2
+    png = render_png(volume, axis, index, channel=channel, window=bounds)
+    rs, cs = volume.pixel_spacing(axis)
+    return Response(png, media_type="image/png", headers={"X-Medsight-Pixel-Spacing": f"{rs:g},{cs:g}"})
+
+
+Axis = Annotated[str, Query(description="axial, coronal or sagittal")]
+Index = Annotated[int | None, Query(description="slice index (default: the middle slice)")]
+Channel = Annotated[int, Query(ge=0, description="channel (probabilities: the label value)")]
+WindowName = Annotated[str | None, Query(description="a CT preset (lung, bone, ...) or 'LEVEL,WIDTH'")]
+
+
+@router.get("/jobs/{job_id}/volumes/{name}", summary="Geometry and value range of a job's volume")
+def job_volume_meta(request: Request, job_id: str, name: str) -> dict[str, Any]:
+    return {"name": name, **_job_volume(_state(request), job_id, name).meta()}
+
+
+@router.get("/jobs/{job_id}/volumes/{name}/data", summary="A job's volume as (C, *spatial) little-endian bytes")
+def job_volume_data(request: Request, job_id: str, name: str) -> Response:
+    return _data_response(request, _job_volume(_state(request), job_id, name))
+
+
+@router.get("/jobs/{job_id}/volumes/{name}/slice.png", summary="One slice of a job's volume as a PNG")
+def job_volume_slice(request: Request, job_id: str, name: str, axis: Axis = "axial", index: Index = None,
+                     channel: Channel = 0, window: WindowName = None, level: float | None = None,
+                     width: float | None = None) -> Response:
+    return _slice_response(_job_volume(_state(request), job_id, name), axis, index, channel, window, level, width)
+
+
+@router.get("/runs/{run}/cases/{case_id}/volumes/{name}", summary="Geometry of a validation case's volume")
+def case_volume_meta(request: Request, run: str, case_id: str, name: str) -> dict[str, Any]:
+    return {"name": name, **_case_volume(_state(request), run, case_id, name).meta()}
+
+
+@router.get("/runs/{run}/cases/{case_id}/volumes/{name}/data", summary="A validation case's volume as bytes")
+def case_volume_data(request: Request, run: str, case_id: str, name: str) -> Response:
+    return _data_response(request, _case_volume(_state(request), run, case_id, name))
+
+
+@router.get("/runs/{run}/cases/{case_id}/volumes/{name}/slice.png", summary="One slice of a validation case's volume")
+def case_volume_slice(request: Request, run: str, case_id: str, name: str, axis: Axis = "axial", index: Index = None,
+                      channel: Channel = 0, window: WindowName = None, level: float | None = None,
+                      width: float | None = None) -> Response:
+    return _slice_response(_case_volume(_state(request), run, case_id, name), axis, index, channel, window, level, width)
+
+
+__all__ = ["ServerState", "router"]
