@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -24,21 +22,9 @@ BREASTMNIST = SHARED / "breastmnist" / "BreastMNIST.npz"
 HIPPOCAMPUS = SHARED / "msd_task04_hippocampus_cropped" / "images" / "hippocampus_001.nii.gz"
 
 
-def _load_dicom_factory() -> ModuleType:
-    """tests/io/dicom_factory.py (tests/io is not a package, and must not be imported as ``io``)."""
-    if "dicom_factory" in sys.modules:
-        return sys.modules["dicom_factory"]
-    spec = importlib.util.spec_from_file_location(
-        "dicom_factory", Path(__file__).resolve().parents[1] / "io" / "dicom_factory.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dicom_factory"] = module
-    spec.loader.exec_module(module)
-    return module
+from _factory import load_dicom_factory  # noqa: E402
 
-
-dicom_factory = _load_dicom_factory()
+dicom_factory = load_dicom_factory()
 
 
 def needs(path: Path) -> Path:

@@ -10,7 +10,6 @@ matters. A command template may use ``{p}`` (the broken input), ``{out}`` (an ou
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import shutil
 import struct
@@ -19,22 +18,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-
-def _load_dicom_factory() -> ModuleType:
-    """tests/io/dicom_factory.py (tests/io is not a package, and must not be imported as ``io``)."""
-    if "dicom_factory" in sys.modules:
-        return sys.modules["dicom_factory"]
-    spec = importlib.util.spec_from_file_location("dicom_factory", Path(__file__).resolve().parents[1] / "io" / "dicom_factory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dicom_factory"] = module
-    spec.loader.exec_module(module)
-    return module
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, also when run as a script
+from _factory import load_dicom_factory  # noqa: E402
 
 IMAGE3D = ("info {p}", "convert {p} {out}/x.nii.gz", "predict {run3d} {p} {out}")
 IMAGE3D_PIPELINE = ("convert {p} {out}/x.nii.gz", "predict {run3d} {p} {out}")
@@ -66,40 +54,40 @@ class Case:
 
 # ------------------------------------------------------------------------------------------------ builders: DICOM
 def _series(root: Path, **kw: object) -> Path:
-    _load_dicom_factory().write_series(root / "series", **kw)
+    load_dicom_factory().write_series(root / "series", **kw)
     return root / "series"
 
 
 def _truncated_dicom(root: Path) -> Path:
-    f = _load_dicom_factory()
+    f = load_dicom_factory()
     w = f.write_series(root / "series", n_slices=4)
     f.truncate(w.paths[2], drop_bytes=20)
     return root / "series"
 
 
 def _truncated_single(root: Path) -> Path:
-    f = _load_dicom_factory()
+    f = load_dicom_factory()
     w = f.write_series(root / "one", n_slices=1)
     f.truncate(w.paths[0], drop_bytes=20)
     return w.paths[0]
 
 
 def _no_pixels(root: Path) -> Path:
-    f = _load_dicom_factory()
+    f = load_dicom_factory()
     w = f.write_series(root / "series", n_slices=4)
     f.strip_pixel_data(w.paths[1])
     return root / "series"
 
 
 def _two_series(root: Path) -> Path:
-    f = _load_dicom_factory()
+    f = load_dicom_factory()
     f.write_series(root / "mixed", prefix="a", n_slices=3)
     f.write_series(root / "mixed", prefix="b", n_slices=4, modality="CT")
     return root / "mixed"
 
 
 def _mixed_sizes(root: Path) -> Path:
-    f = _load_dicom_factory()
+    f = load_dicom_factory()
     w = f.write_series(root / "series", n_slices=3)
     f.write_series(root / "other", n_slices=1, rows=10, columns=10, series_uid=w.series_uid, study_uid=w.study_uid,
                    origin=(-20.0, -30.0, 17.5), prefix="z")

@@ -132,17 +132,10 @@ def test_fuzz_png_reader(payload: bytes) -> None:
 
 
 def _dicom_seed() -> bytes:
-    import importlib.util
-    import sys
+    from _factory import load_dicom_factory
 
-    if "dicom_factory" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("dicom_factory", Path(__file__).resolve().parents[1] / "io" / "dicom_factory.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["dicom_factory"] = module
-        spec.loader.exec_module(module)
     with tempfile.TemporaryDirectory() as d:
-        written = sys.modules["dicom_factory"].write_series(Path(d) / "s", n_slices=1, modality="CT", slope=1.0,
+        written = load_dicom_factory().write_series(Path(d) / "s", n_slices=1, modality="CT", slope=1.0,
                                                            intercept=-1024.0)
         return written.paths[0].read_bytes()
 

@@ -26,6 +26,9 @@ COMMAND_MODULES = (
     "medsight.cli.classification",
     "medsight.cli.clinical",
     "medsight.cli.registration",
+    "medsight.cli.deploy",
+    "medsight.cli.serve",
+    "medsight.cli.synthesis",
 )
 
 

@@ -24,7 +24,12 @@ def train_classification_command(args: argparse.Namespace, config: Any, run: Pat
         plan.with_changes(target_sensitivity=args.target_sensitivity, threshold_method="sensitivity").save(run / "plans.json")
     summary = train_classification(args.dataset, run, folds=_folds(args.fold), config=config, plan_path=args.plan, network=args.model,
                                    tabular=_columns(args.tabular), init_from=args.init_from, freeze_encoder=args.freeze_encoder,
-                                   progress=TrainingProgress(quiet=args.quiet))
+                                   progress=TrainingProgress(quiet=args.quiet), synthetic=getattr(args, "synthetic", None),
+                                   synthetic_ratio=getattr(args, "synthetic_ratio", 0.5))
+    from medsight.train import distributed
+
+    if not distributed.finish():  # torchrun: only rank 0 reports
+        return 0
     for fold, res in summary.get("trained_now", {}).items():
         val = res.get("validation") or {}
         auc = val.get("auc")

@@ -164,6 +164,11 @@ def run_report(args: argparse.Namespace) -> int:
 
             print(write_classification_report(Path(args.run_dir), plan))
             return 0
+        if plan.task == "multitask":
+            from medsight.multitask.report import write_multitask_report
+
+            print(write_multitask_report(Path(args.run_dir)))
+            return 0
     images = case_index(args.images) if args.images is not None else None
     references = case_index(args.references) if args.references is not None else None
     path = write_report(args.run_dir, images=images, references=references)

@@ -34,6 +34,8 @@ def _folds(text: str) -> list[int] | str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medsight.cli.multitask import add_arguments as add_multitask_arguments
+
     p = sub.add_parser("plan", help="fingerprint a dataset and write an editable plans.json")
     p.add_argument("dataset", help="dataset folder, dataset.json, CSV or NPZ")
     p.add_argument("--task", default="auto", choices=TASKS, help="task (default: the dataset's)")
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder or .json path (default runs/<dataset name>)")
     p.add_argument("--base-filters", type=int, help="network width (default 32 with a GPU, 16 on CPU)")
     p.add_argument("--voxel-budget", type=int, help="patch voxels x batch size per step")
+    add_multitask_arguments(p)
     p.set_defaults(func=cmd_plan)
 
     t = sub.add_parser("train", help="train a self-configuring model (segmentation or classification)")
@@ -59,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--plan", help="use this plans.json")
     t.add_argument("--base-filters", type=int, help="network width when planning (default 32 GPU / 16 CPU)")
     t.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    t.add_argument("--synthetic", help="segmentation or classification: a folder written by 'medsight synthesize sample'; "
+                   "its cases join training batches only (never validation or test)")
+    t.add_argument("--synthetic-ratio", type=float, default=0.5,
+                   help="with --synthetic: probability that a training sample is synthetic (0-1, default 0.5)")
     c = t.add_argument_group("classification")
     c.add_argument("--model", help="network: " + ", ".join(CLASSIFIERS) + " (default resnet18)")
     c.add_argument("--tabular", help="CSV columns fused with the image features, e.g. age,sex")
@@ -67,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--patience", type=int, help="early stopping: epochs without a better validation AUC (default 20)")
     c.add_argument("--target-sensitivity", type=float, help="choose the decision threshold for this sensitivity "
                    "on validation data (default: Youden's J)")
+    add_multitask_arguments(t)
     t.set_defaults(func=cmd_train)
 
     q = sub.add_parser("predict", help="apply a trained run to a file, a folder or a DICOM series")
@@ -80,10 +88,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--save-probabilities", action="store_true", help="also write <case>_probabilities.npz")
     q.add_argument("--dicom-seg", action="store_true", help="DICOM series input: also write <case>_seg.dcm (DICOM-SEG)")
     q.add_argument("--split", help="classification of a MedMNIST .npz: which split (default test)")
+    d = q.add_argument_group("deployment (RUN_DIR may also be a 'medsight export' folder)")
+    d.add_argument("--engine", default="torch", choices=["torch", "onnx"],
+                   help="torch (PyTorch, or a TorchScript export) or onnx (onnxruntime; a run's checkpoints are exported in memory)")
+    d.add_argument("--verify", action="store_true", help="refuse weights whose SHA-256 differs from the model card's")
+    d.add_argument("--strict", action="store_true", help="refuse inputs unlike the training data (modality, spacing, "
+                   "intensity) instead of warning")
+    d.add_argument("--audit-log", help="append the audit line here (default: $MEDSIGHT_AUDIT_LOG, else OUTPUT/audit.jsonl)")
     q.set_defaults(func=cmd_predict)
 
 
-TASKS = ("auto", "segmentation", "classification", "registration")
+TASKS = ("auto", "segmentation", "classification", "registration", "multitask")
 CLASSIFIERS = ("resnet18", "resnet50", "densenet121", "smallcnn", "cnnlstm", "vit")
 
 
@@ -114,10 +129,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from medsight.tasks.segmentation import plan_dataset
 
     out = Path(args.out) if args.out else _default_run(args.dataset)
-    if dataset_task(args.dataset, args.task) == "classification":
+    if args.task == "multitask":
+        from medsight.cli.multitask import plan_multitask_command
+
+        plan: Any = plan_multitask_command(args, out)
+    elif dataset_task(args.dataset, args.task) == "classification":
         from medsight.tasks.classification import plan_classification
 
-        plan: Any = plan_classification(args.dataset, out, network=args.model, tabular=_columns(args.tabular),
+        plan = plan_classification(args.dataset, out, network=args.model, tabular=_columns(args.tabular),
                                         progress=case_bar("fingerprint", args.quiet))
     else:
         plan = plan_dataset(args.dataset, out, base_filters=args.base_filters, voxel_budget=args.voxel_budget,
@@ -142,9 +161,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, time_budget_s=budget, iterations_per_epoch=args.iterations, seed=args.seed,
                          device=args.device, resume=args.resume, val_every=args.val_every, patience=args.patience)
     run = Path(args.out) if args.out else _default_run(args.dataset)
+    if args.synthetic and args.task in ("registration", "multitask"):
+        raise MedsightError(f"Expected --synthetic only for segmentation or classification, got --task {args.task}; "
+                            "drop --synthetic")
     if args.task == "registration":
         from medsight.cli.registration import train_registration_command
         return train_registration_command(args, config, run)
+    if args.task == "multitask":
+        from medsight.cli.multitask import train_multitask_command
+
+        return train_multitask_command(args, config, run)
     if dataset_task(args.dataset, args.task) == "classification":
         from medsight.cli.classification import train_classification_command
 
@@ -154,7 +180,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise MedsightError(f"Expected --{flag.replace('_', '-')} only with classification, got it for the segmentation "
                                 f"dataset {args.dataset}; drop the flag or pass --task classification")
     summary = train(args.dataset, run, folds=_folds(args.fold), config=config, plan_path=args.plan,
-                    base_filters=args.base_filters, progress=TrainingProgress(quiet=args.quiet))
+                    base_filters=args.base_filters, progress=TrainingProgress(quiet=args.quiet),
+                    synthetic=args.synthetic, synthetic_ratio=args.synthetic_ratio)
+    from medsight.train import distributed
+
+    if not distributed.finish():  # torchrun: only rank 0 reports
+        return 0
     for fold, res in summary.get("trained_now", {}).items():
         val = res.get("validation") or {}
         md = val.get("mean_dice")
@@ -169,19 +200,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from medsight.cli.progress import case_bar
+    from medsight.deploy.audit import audited_prediction
     from medsight.tasks.segmentation import predict
 
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
-    if run_task(args.run_dir) == "classification":
-        from medsight.tasks.classification import predict_classification
+    deploy: dict[str, Any] = {"engine": args.engine, "strict": args.strict}
+    recorded = {"tta": not args.no_tta, "device": args.device, "strict": args.strict, "split": args.split,
+                "save_probabilities": args.save_probabilities, "dicom_seg": args.dicom_seg, "series_given": bool(args.series)}
+    with audited_prediction(args.run_dir, args.input, args.output, folds=folds, engine=args.engine, verify=args.verify,
+                            parameters=recorded, log_path=args.audit_log) as written:
+        if run_task(args.run_dir) == "multitask":
+            from medsight.cli.multitask import predict_multitask_files
 
-        for w in predict_classification(args.run_dir, args.input, args.output, split=args.split, folds=folds, device=args.device,
-                                        tta=not args.no_tta, series_uid=args.series, progress=case_bar("predict", args.quiet)):
-            print(w)
-        return 0
-    written = predict(args.run_dir, args.input, args.output, tta=not args.no_tta, folds=folds, device=args.device,
-                      save_probabilities=args.save_probabilities, series_uid=args.series, progress=case_bar("predict", args.quiet),
-                      dicom_seg=args.dicom_seg)
+            written += predict_multitask_files(args, folds)
+        elif run_task(args.run_dir) == "classification":
+            from medsight.tasks.classification import predict_classification
+
+            written += predict_classification(args.run_dir, args.input, args.output, split=args.split, folds=folds, device=args.device,
+                                              tta=not args.no_tta, series_uid=args.series, progress=case_bar("predict", args.quiet),
+                                              **deploy)
+        else:
+            written += predict(args.run_dir, args.input, args.output, tta=not args.no_tta, folds=folds, device=args.device,
+                               save_probabilities=args.save_probabilities, series_uid=args.series,
+                               progress=case_bar("predict", args.quiet), dicom_seg=args.dicom_seg, **deploy)
     for w in written:
         print(w)
     return 0

@@ -52,11 +52,12 @@ def longest_diameter(mask: np.ndarray, image: Image) -> float:
     in_plane = image.direction[:, -2:] * np.asarray(image.spacing[-2:])[None, :]
     best = 0.0
     for plane in planes:
-        pts = np.argwhere(contour(plane)).astype(float) @ in_plane.T
-        if len(pts) > 2000:
+        ij = np.argwhere(contour(plane)).astype(float)
+        if len(ij) > 2000:  # the hull in the slice's own 2D coordinates (the mm points are coplanar in 3D)
             from scipy.spatial import ConvexHull
 
-            pts = pts[ConvexHull(pts).vertices]
+            ij = ij[ConvexHull(ij).vertices]
+        pts = ij @ in_plane.T
         if len(pts) > 1:
             best = max(best, float(pdist(pts).max()))
     return best

@@ -62,3 +62,15 @@ def write_with(target: str | Path, writer: Callable[[Path], object]) -> Path:
     with atomic_path(target) as tmp:
         writer(tmp)
     return Path(target)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed process left in ``folder`` (``.<name>.<random><suffix>``, made by
+    :func:`atomic_path`); the files under their final names are untouched. Call it only when no other process is
+    writing there (e.g. when a run resumes). Returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(".*.*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -24,7 +24,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered network; the keyword arguments are stored in checkpoints to rebuild it."""
-    from medsight.models import classifiers, registration, unet  # noqa: F401  (registers the builders)
+    from medsight.models import classifiers, multitask, registration, unet  # noqa: F401  (registers the builders)
 
     if name not in MODELS:
         raise did_you_mean(name, MODELS, "model")

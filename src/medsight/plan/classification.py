@@ -220,11 +220,15 @@ def make_classification_plan(
 
 
 def load_plan(path: str | Path) -> Any:
-    """Load ``plans.json`` of any task: a segmentation :class:`~medsight.plan.planner.Plan` or a
-    :class:`ClassificationPlan` (by its ``task`` field)."""
+    """Load ``plans.json`` of any task: a segmentation :class:`~medsight.plan.planner.Plan`, a
+    :class:`ClassificationPlan` or a :class:`~medsight.multitask.plan.MultitaskPlan` (by its ``task`` field)."""
     from medsight.plan.planner import Plan
 
     data = read_plan_json(path)
     if data.get("task") == "classification":
         return ClassificationPlan.from_dict(data, where=path)
+    if data.get("task") == "multitask":
+        from medsight.multitask.plan import MultitaskPlan
+
+        return MultitaskPlan.from_dict(data, where=path)
     return Plan.from_dict(data, where=path)

@@ -35,6 +35,7 @@ from medsight.plan.classification import ClassificationPlan, load_plan, make_cla
 from medsight.plan.fingerprint import compute_fingerprint
 from medsight.preprocess.classification import ClassificationCache, fit_tabular, preprocess_classification
 from medsight.tasks.splits import load_or_create_splits
+from medsight.train import distributed
 from medsight.train.classification import ClassificationTrainer, predict_logits, probabilities
 from medsight.train.trainer import TrainConfig
 
@@ -95,6 +96,8 @@ def train_classification(
     freeze_encoder: bool = False,
     num_folds: int = 5,
     progress: Progress | None = None,
+    synthetic: str | Path | None = None,
+    synthetic_ratio: float = 0.5,
 ) -> dict[str, Any]:
     """Train one or more folds of a classification dataset into ``run_dir``; returns the run summary.
 
@@ -111,8 +114,13 @@ def train_classification(
         freeze_encoder: train only the head (and tabular branch) on top of the initialised encoder.
         num_folds: folds of the cross-validation split.
         progress: callback receiving progress events.
+        synthetic: a folder of synthetic cases (``medsight synthesize sample``) mixed into training batches only.
+        synthetic_ratio: probability that a training sample is drawn from ``synthetic``.
     """
     config = config or TrainConfig()
+    ranks = distributed.init(config.device)  # under torchrun: rank 0 plans and preprocesses, the others wait for it
+    if not ranks.is_main:
+        distributed.barrier()
     spec = load_classification_dataset(dataset)
     require_valid_dataset(spec)
     run = Path(run_dir)
@@ -141,10 +149,20 @@ def train_classification(
             progress({"kind": "preprocess", "done": done, "total": total})
 
     cache = preprocess_classification(spec, plan, run / "preprocessed", progress=pp)
+    syn_cache = None
+    if synthetic is not None:  # never in splits, validation, calibration or reports
+        from medsight.synthesis.mix import check_ratio, prepare_synthetic_classification
+
+        synthetic_ratio = check_ratio(synthetic_ratio)
+        syn_cache = prepare_synthetic_classification(synthetic, plan, run / "preprocessed_synthetic")
     splits = load_or_create_splits(run / "splits.json", cache.ids, k=num_folds, strata=_strata(spec),
                                    predefined=spec.predefined_split)
     write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "task": "classification",
-                                                "init_from": str(init_from) if init_from else None, "train": asdict(config)}, indent=2))
+                                                "init_from": str(init_from) if init_from else None, "train": asdict(config),
+                                                **({"synthetic": {"dir": str(synthetic), "ratio": synthetic_ratio,
+                                                                  "cases": len(syn_cache.ids)}} if syn_cache else {})}, indent=2))
+    if ranks.is_main:
+        distributed.barrier()
     fold_list: list[int | str] = ["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]
     results = {}
     for fold in fold_list:
@@ -157,12 +175,16 @@ def train_classification(
         fold_dir = run / f"fold_{fold}"
         if progress:
             progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})
-        trainer = ClassificationTrainer(plan, cache, train_ids, val_ids, fold_dir, config, init_from=init_from, progress=progress)
+        trainer = ClassificationTrainer(plan, cache, train_ids, val_ids, fold_dir, config, init_from=init_from, progress=progress,
+                                        synthetic=syn_cache, synthetic_ratio=synthetic_ratio)
         res = trainer.fit()
         res.pop("history", None)
-        if val_ids:
+        if val_ids and ranks.is_main:
             res["validation"] = calibrate_fold(plan, cache, fold_dir, val_ids, device=config.device)
         results[str(fold)] = res
+        distributed.barrier()
+    if not ranks.is_main:  # rank 0 alone calibrates, writes the summary and the report
+        return {"trained_now": results, "rank": ranks.rank}
     summary = finalize_classification(run, num_folds=len(splits))
     summary["trained_now"] = results
     return summary
@@ -243,6 +265,9 @@ def finalize_classification(run: Path, *, num_folds: int) -> dict[str, Any]:
     from medsight.evaluate.classification_report import write_classification_report
 
     write_classification_report(run, plan)
+    from medsight.deploy.card import write_model_card
+
+    write_model_card(run)  # MODEL_CARD.md + model_card.json: data, validation with CIs, limits, weights' SHA-256
     return summary
 
 
@@ -327,19 +352,17 @@ def write_evaluation(out: Path, files: list[str], probs: np.ndarray, y: np.ndarr
 class ClassificationPredictor:
     """The run's fold networks with their temperatures and the validated thresholds."""
 
-    def __init__(self, run_dir: str | Path, *, folds: list[int] | None = None, device: str | None = None, tta: bool = True) -> None:
-        run = Path(run_dir)
+    def __init__(self, run_dir: str | Path, *, folds: list[int] | None = None, device: str | None = None, tta: bool = True,
+                 engine: str = "torch") -> None:
+        from medsight.deploy.runtime import load_networks
+
+        run = Path(run_dir)  # a run folder, or an export of one (medsight export)
         plan = load_plan(run / "plans.json")
         if not isinstance(plan, ClassificationPlan):
             raise user_error("a classification run", "a segmentation run", run, "use 'medsight predict' with this run's task")
         self.plan = plan
-        ckpts = sorted(run.glob("fold_*/checkpoint_best.pt"))
-        if folds is not None:
-            ckpts = [c for c in ckpts if c.parent.name in {f"fold_{f}" for f in folds}]
-        if not ckpts:
-            raise user_error("a trained fold (fold_*/checkpoint_best.pt)", "none", run, "train first, or check --folds")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.models = _load_models(ckpts, self.device)
+        self.device = torch.device("cpu" if engine == "onnx" else device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        ckpts, self.models = load_networks(run, folds=folds, engine=engine, device=self.device)
         cal = json.loads((run / "calibration.json").read_text()) if (run / "calibration.json").is_file() else {}
         temps = cal.get("temperature") or {}
         self.temperatures = [float(temps.get(c.parent.name.split("_", 1)[1], 1.0)) for c in ckpts]
@@ -386,20 +409,24 @@ def _labelled_inputs(inp: Path, split: str | None) -> DatasetSpec | None:
 
 def predict_classification(run_dir: str | Path, input_path: str | Path, output: str | Path, *, split: str | None = None,
                            folds: list[int] | None = None, device: str | None = None, tta: bool = True, series_uid: str | None = None,
-                           progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                           progress: Callable[[int, int], None] | None = None, engine: str = "torch",
+                           strict: bool = False) -> list[Path]:
     """Classify a file, a folder of images, a DICOM series, or a labelled dataset (CSV / NPZ split / class folders).
 
     Writes ``OUTPUT/predictions.csv`` (``file``, ``prob_<class>``..., ``pred``; ``label`` when known) and, for
     labelled input, ``metrics.json`` and plots scored with the thresholds chosen on validation data.
+    ``run_dir`` may be an export; ``engine`` (``torch`` or ``onnx``) and ``strict`` as in
+    :func:`medsight.tasks.segmentation.predict`.
     """
     from medsight.data.dataset import load_case
+    from medsight.deploy.sanity import check_input
     from medsight.io import read_image
     from medsight.preprocess.classification import encode_tabular, prepare_image
 
     inp = Path(input_path)
     if not inp.exists():
         raise user_error("an existing input file or folder", "nothing", inp, "check the path")
-    pred = ClassificationPredictor(run_dir, folds=folds, device=device, tta=tta)
+    pred = ClassificationPredictor(run_dir, folds=folds, device=device, tta=tta, engine=engine)
     plan = pred.plan
     out = Path(output)
     spec = _labelled_inputs(inp, split)
@@ -408,6 +435,7 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
     if spec is not None:
         for i, ref in enumerate(spec.cases):
             case = load_case(spec, ref)
+            check_input(case.image, plan, where=ref.case_id if ref.npz is not None else ref.images[0], strict=strict)
             arrays.append(prepare_image(case.image, plan))
             tab.append(encode_tabular(dict(ref.columns), plan.tabular))
             labels.append(case.label)
@@ -424,6 +452,7 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
         for i, (_cid, files) in enumerate(cases):
             parts = [read_image(f, series_uid=series_uid) for f in files]
             image = parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))
+            check_input(image, plan, where=files[0], strict=strict)
             arrays.append(prepare_image(image, plan))
             names.append(str(files[0]))
             if progress:

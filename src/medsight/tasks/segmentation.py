@@ -29,6 +29,7 @@ from medsight.plan.fingerprint import compute_fingerprint
 from medsight.plan.planner import Plan, make_plan
 from medsight.preprocess.cache import CaseCache, preprocess_dataset
 from medsight.tasks.splits import load_or_create_splits
+from medsight.train import distributed
 from medsight.train.trainer import SegmentationTrainer, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ def train(
     base_filters: int | None = None,
     num_folds: int = 5,
     progress: Progress | None = None,
+    synthetic: str | Path | None = None,
+    synthetic_ratio: float = 0.5,
 ) -> dict[str, Any]:
     """Train one or more folds of a segmentation dataset into ``run_dir``.
 
@@ -103,11 +106,16 @@ def train(
         base_filters: network width when planning (default 32 on GPU, 16 on CPU).
         num_folds: folds of the cross-validation split.
         progress: callback receiving progress events (``kind`` = ``preprocess``/``step``/``epoch``/``fold``).
+        synthetic: a folder of synthetic cases (``medsight synthesize sample``) mixed into training batches only.
+        synthetic_ratio: probability that a training sample is drawn from ``synthetic``.
 
     Returns:
         The run summary (also written to ``run_dir/summary.json``).
     """
     config = config or TrainConfig()
+    ranks = distributed.init(config.device)  # under torchrun: rank 0 plans and preprocesses, the others wait for it
+    if not ranks.is_main:
+        distributed.barrier()
     spec = load_segmentation_dataset(dataset)
     require_valid_dataset(spec)
     run = Path(run_dir)
@@ -122,9 +130,19 @@ def train(
 
     ids = preprocess_dataset(spec, plan, run / "preprocessed", progress=pp)
     splits = load_or_create_splits(run / "splits.json", ids, k=num_folds)
-    write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "train": asdict(config)}, indent=2))
+    syn_ids: list[str] = []
+    if synthetic is not None:  # preprocessed beside the real cases; never in splits, validation or reports
+        from medsight.synthesis.mix import check_ratio, prepare_synthetic_segmentation
+
+        synthetic_ratio = check_ratio(synthetic_ratio)
+        syn_ids = prepare_synthetic_segmentation(synthetic, plan, run / "preprocessed", real_ids=ids)
+    write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "train": asdict(config),
+                                                **({"synthetic": {"dir": str(synthetic), "ratio": synthetic_ratio,
+                                                                  "cases": len(syn_ids)}} if syn_ids else {})}, indent=2))
+    if ranks.is_main:
+        distributed.barrier()
     fold_list: list[int | str] = ["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]
-    cache = CaseCache(run / "preprocessed", ids)
+    cache = CaseCache(run / "preprocessed", ids + syn_ids)
     results = {}
     for fold in fold_list:
         if fold == "all":
@@ -136,12 +154,16 @@ def train(
         fold_dir = run / f"fold_{fold}"
         if progress:
             progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})
-        trainer = SegmentationTrainer(plan, cache, train_ids, val_ids, fold_dir, config, progress=progress)
+        trainer = SegmentationTrainer(plan, cache, train_ids, val_ids, fold_dir, config, progress=progress,
+                                      synthetic_ids=syn_ids, synthetic_ratio=synthetic_ratio)
         res = trainer.fit()
         res.pop("history", None)
-        if val_ids:
+        if val_ids and ranks.is_main:
             res["validation"] = validate_fold(spec, run, fold_dir, val_ids, device=config.device)
         results[str(fold)] = res
+        distributed.barrier()
+    if not ranks.is_main:  # rank 0 alone validates, writes the summary and the report
+        return {"trained_now": results, "rank": ranks.rank}
     summary = finalize_run(spec, run, num_folds=len(splits))
     summary["trained_now"] = results
     return summary
@@ -250,6 +272,9 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
     images = {c.case_id: c.images[0] for c in spec.cases}
     refs = {c.case_id: c.label for c in spec.cases if c.label is not None}
     write_report(run, images=images, references=refs)
+    from medsight.deploy.card import write_model_card
+
+    write_model_card(run)  # MODEL_CARD.md + model_card.json: data, validation with CIs, limits, weights' SHA-256
     return summary
 
 
@@ -301,22 +326,27 @@ def output_suffix(files: list[Path], image_format: str) -> str:
 
 def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, tta: bool = True, folds: list[int] | None = None,
             device: str | None = None, save_probabilities: bool = False, series_uid: str | None = None,
-            progress: Callable[[int, int], None] | None = None, dicom_seg: bool = False) -> list[Path]:
+            progress: Callable[[int, int], None] | None = None, dicom_seg: bool = False, engine: str = "torch",
+            strict: bool = False) -> list[Path]:
     """Segment a file, a folder of images or a DICOM series with the run's folds; returns the written files.
 
     Label maps are written in the input's geometry and format (NIfTI in -> NIfTI out, PNG in -> PNG out, DICOM ->
     NIfTI). Binary raster predictions are written as 0/255 so they are visible; others as label values.
     ``dicom_seg``: for a DICOM series input, also write ``<case>_seg.dcm`` (DICOM-SEG, :mod:`medsight.io.dicom_seg`).
+    ``run_dir`` may also be an export (``medsight export``); ``engine`` ``torch`` or ``onnx`` (onnxruntime) runs the
+    same preprocessing, sliding window, TTA and postprocessing. Each input is checked against the training fingerprint
+    first (:func:`medsight.deploy.sanity.check_input`: a warning, or a refusal with ``strict``).
     """
     from medsight.data.case import Case
-    from medsight.infer.predictor import Predictor
+    from medsight.deploy.runtime import segmentation_predictor
+    from medsight.deploy.sanity import check_input
     from medsight.io import read_image
     from medsight.io.dicom_seg import require_series_input, write_prediction_seg
 
     inp = Path(input_path)
     if not inp.exists():
         raise user_error("an existing input file or folder", "nothing", inp, "check the path")
-    predictor = Predictor.from_run(run_dir, folds=folds, device=device, tta=tta)
+    predictor = segmentation_predictor(run_dir, folds=folds, device=device, tta=tta, engine=engine)
     plan = predictor.plan
     cases = input_cases(inp, len(plan.channel_names))
     out = Path(output)
@@ -330,6 +360,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
                              f"{image.num_channels}", files[0], "give images with the training channels")
         if image.ndim != plan.dims:
             raise user_error(f"a {plan.dims}D image as in training", f"a {image.ndim}D image", files[0], "use the matching model")
+        check_input(image, plan, where=files[0], strict=strict)
         if dicom_seg:
             require_series_input(image, files[0])
         labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)

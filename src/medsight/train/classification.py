@@ -32,11 +32,16 @@ class ClassificationSampler:
         augment: augmentation settings; ``None`` disables augmentation.
         balanced: draw each class equally often (single-label), instead of in proportion to its frequency.
         seed: seed of the sampler's own generators.
+        synthetic: preprocessed synthetic cases that training batches may also draw (``--synthetic``).
+        synthetic_ratio: probability that a sample of a batch comes from ``synthetic``.
     """
 
     def __init__(self, cache: ClassificationCache, rows: np.ndarray, batch_size: int, *, augment: AugmentConfig | None,
-                 balanced: bool = False, seed: int = 0) -> None:
+                 balanced: bool = False, seed: int = 0, synthetic: ClassificationCache | None = None,
+                 synthetic_ratio: float = 0.0) -> None:
         self.cache, self.rows, self.batch_size, self.augment = cache, np.asarray(rows), batch_size, augment
+        self.synthetic = synthetic if synthetic is not None and len(synthetic.ids) else None
+        self.synthetic_ratio = synthetic_ratio if self.synthetic is not None else 0.0
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator().manual_seed(seed)
         self.weights: np.ndarray | None = None
@@ -54,13 +59,20 @@ class ClassificationSampler:
         self.gen.set_state(state["torch"])
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pick = np.sort(self.rng.choice(self.rows, size=self.batch_size, replace=len(self.rows) < self.batch_size or self.weights is not None,
+        n_syn = int((self.rng.random(self.batch_size) < self.synthetic_ratio).sum()) if self.synthetic_ratio else 0
+        n_real = self.batch_size - n_syn
+        pick = np.sort(self.rng.choice(self.rows, size=n_real, replace=len(self.rows) < n_real or self.weights is not None,
                                        p=self.weights))
         image = torch.from_numpy(np.asarray(self.cache.images[pick], dtype=np.float32))
         target = torch.from_numpy(self.cache.labels[pick])
         tab = torch.from_numpy(self.cache.tabular[pick]) if self.cache.tabular.size else torch.zeros(len(pick), 0)
+        if n_syn and self.synthetic is not None:  # synthetic cases: training batches only
+            syn = np.sort(self.rng.choice(len(self.synthetic.ids), size=n_syn, replace=len(self.synthetic.ids) < n_syn))
+            image = torch.cat([image, torch.from_numpy(np.asarray(self.synthetic.images[syn], dtype=np.float32))])
+            target = torch.cat([target, torch.from_numpy(self.synthetic.labels[syn])])
+            tab = torch.cat([tab, torch.zeros(n_syn, tab.shape[1])])
         if self.augment is not None:
-            params = draw_params(len(pick), tuple(image.shape[2:]), self.augment, self.gen)
+            params = draw_params(image.shape[0], tuple(image.shape[2:]), self.augment, self.gen)
             image = augment_images(image, params, self.gen)
         return image, target, tab
 
@@ -122,8 +134,10 @@ class ClassificationTrainer(Trainer):
 
     def __init__(self, plan: ClassificationPlan, cache: ClassificationCache, train_ids: list[str], val_ids: list[str],
                  fold_dir: str | Path, config: TrainConfig, *, init_from: str | Path | None = None,
-                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 progress: Callable[[dict[str, Any]], None] | None = None, synthetic: ClassificationCache | None = None,
+                 synthetic_ratio: float = 0.0) -> None:
         self.plan, self.cache, self.init_from = plan, cache, init_from
+        self.synthetic, self.synthetic_ratio = synthetic, synthetic_ratio  # training batches only
         if config.patience is None:
             from dataclasses import replace
 
@@ -152,7 +166,8 @@ class ClassificationTrainer(Trainer):
 
     def build_sampler(self) -> ClassificationSampler:
         return ClassificationSampler(self.cache, self.cache.rows(self.train_ids), self.plan.batch_size, augment=self.plan.augment,
-                                     balanced=self.plan.imbalance == "sampler", seed=self.config.seed)
+                                     balanced=self.plan.imbalance == "sampler", seed=self.config.seed,
+                                     synthetic=self.synthetic, synthetic_ratio=self.synthetic_ratio)
 
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         image, target, tab = batch

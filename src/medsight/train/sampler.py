@@ -46,6 +46,8 @@ class PatchSampler:
         augment: augmentation settings; ``None`` disables augmentation.
         foreground_fraction: share of foreground-centred samples.
         seed: seed of the sampler's own generators (NumPy for locations, torch for augmentation).
+        synthetic_ids: synthetic cases (in ``cache``) that training batches may also draw (``--synthetic``).
+        synthetic_ratio: probability that a sample of a batch comes from ``synthetic_ids``.
     """
 
     def __init__(
@@ -58,9 +60,13 @@ class PatchSampler:
         augment: AugmentConfig | None,
         foreground_fraction: float = 0.33,
         seed: int = 0,
+        synthetic_ids: list[str] | None = None,
+        synthetic_ratio: float = 0.0,
     ) -> None:
         self.cache = cache
         self.case_ids = list(case_ids)
+        self.synthetic_ids = list(synthetic_ids or [])
+        self.synthetic_ratio = synthetic_ratio if self.synthetic_ids else 0.0
         self.patch = tuple(patch)
         self.batch_size = batch_size
         self.augment = augment
@@ -100,7 +106,8 @@ class PatchSampler:
         n_fg = int(round(self.batch_size * self.foreground_fraction))
         imgs, labs = [], []
         for i in range(self.batch_size):
-            cid = self.case_ids[self.rng.integers(len(self.case_ids))]
+            pool = self.synthetic_ids if self.synthetic_ratio and self.rng.random() < self.synthetic_ratio else self.case_ids
+            cid = pool[self.rng.integers(len(pool))]
             centre = self._centre(cid, force_fg=i >= self.batch_size - n_fg)
             imgs.append(crop_padded(self.cache.images[cid], centre, self.context))
             labs.append(crop_padded(self.cache.labels[cid][None], centre, self.context))

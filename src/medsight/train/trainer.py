@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from medsight.io.atomic import write_text
 from medsight.plan.planner import Plan, TrainingConfig
 from medsight.preprocess.cache import CaseCache
 from medsight.train.checkpoint import load_checkpoint, save_checkpoint
+from medsight.train.distributed import broadcast as distributed_broadcast
 from medsight.train.sampler import PatchSampler, Prefetcher
 from medsight.train.schedule import lr_at
 
@@ -142,17 +143,32 @@ class Trainer:
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not train_ids:
             raise MedsightError("Expected at least one training case, got none; check the split")
+        from medsight.train import distributed
+
+        self.dist = distributed.init(config.device)
+        if self.dist.rank:  # every rank samples its own patches; DDP copies rank 0's initial weights to all
+            config = replace(config, seed=config.seed + 1000 * self.dist.rank)
         self.config, self.training = config, training
         self.train_ids, self.val_ids = list(train_ids), list(val_ids)
         self.fold_dir = Path(fold_dir)
-        self.fold_dir.mkdir(parents=True, exist_ok=True)
-        self.progress = progress
-        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.dist.is_main:
+            self.fold_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress if self.dist.is_main else None
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.dist.enabled and device == "cuda":
+            device = f"cuda:{self.dist.local_rank}"
+        self.device = torch.device(device)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed, config.deterministic)
         self.architecture, self.init_args, self.plan_dict = architecture, init_args, plan_dict
         self.model = self.build_model().to(self.device)
+        self._ddp: torch.nn.Module | None = None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=ids)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if training.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=training.learning_rate, momentum=0.99,
@@ -211,19 +227,30 @@ class Trainer:
         }
 
     def _resume(self, path: Path) -> None:
+        if self.dist.is_main:  # a killed run may have left temporary files of its atomic writes behind
+            from medsight.io.atomic import remove_stale_temporaries
+
+            for stale in remove_stale_temporaries(self.fold_dir):
+                log.info("removed %s, left by an interrupted write", stale.name)
         state = load_checkpoint(path)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.elapsed, self.best = int(state["epoch"]), float(state["elapsed"]), float(state["best"])
         self.best_epoch = int(state.get("best_epoch", self.epoch))
         self.history = list(state["history"])
-        self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
+        if self.dist.rank:  # the checkpoint holds rank 0's sampler: the others draw fresh patches from a new seed
+            self.config = replace(self.config, seed=self.config.seed + 7919 * self.epoch)
+            self.sampler = self.build_sampler()
+        else:
+            self.sampler.load_state_dict(state["sampler"])
+            torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at epoch %d (%.0f s trained)", path, self.epoch, self.elapsed)
 
     def save(self, name: str, *, resumable: bool = True) -> Path:
         """Write a checkpoint; ``resumable=False`` leaves out the optimiser state (a third of the size for AdamW
-        weights + moments), as for ``checkpoint_best.pt``, which is only used for prediction."""
+        weights + moments), as for ``checkpoint_best.pt``, which is only used for prediction. Only rank 0 writes."""
+        if not self.dist.is_main:
+            return self.fold_dir / name
         extra = self._extra_state()
         if not resumable:
             extra.pop("optimizer")
@@ -243,6 +270,16 @@ class Trainer:
         return self.epoch >= self.epochs
 
     def train_epoch(self, batches: Prefetcher) -> float:
+        """One epoch; under DDP :attr:`model` is the synchronising wrapper while it runs (hooks stay unchanged)."""
+        module = self.model
+        if self._ddp is not None:
+            self.model = self._ddp
+        try:
+            return self._train_epoch(batches)
+        finally:
+            self.model = module
+
+    def _train_epoch(self, batches: Prefetcher) -> float:
         self.model.train()
         losses = []
         tc = self.training
@@ -251,7 +288,7 @@ class Trainer:
         budget = self.config.time_budget_s
         for it in range(self.iters):
             used = self.elapsed + time.perf_counter() - t0
-            if budget and it > 0 and used >= budget:
+            if budget and it > 0 and self._agree(used >= budget):
                 break  # the budget ends inside this epoch: stop here and validate
             frac = used / budget if budget else self._progress_fraction(self.epoch + it / self.iters)
             lr = lr_at(frac, base=tc.learning_rate, schedule=tc.schedule, warmup=tc.warmup_fraction)
@@ -289,7 +326,7 @@ class Trainer:
                 last = self._done(spent) if not self.config.time_budget_s else \
                     self.elapsed + spent + 0.25 * spent >= self.config.time_budget_s
                 val: dict[str, float] = {"val_loss": float("nan"), **{c: float("nan") for c in self.metric_columns}}
-                if self.val_ids and (self.epoch % self.config.val_every == 0 or last):
+                if self.val_ids and self.dist.is_main and (self.epoch % self.config.val_every == 0 or last):
                     self.model.eval()
                     with torch.no_grad():
                         val.update(self.validate())
@@ -309,15 +346,23 @@ class Trainer:
                     log.info("early stop at epoch %d: %s has not improved for %d epochs (best %.4f at epoch %d)",
                              self.epoch, self.selection_metric, patience, self.best, self.best_epoch)
                 self.save("checkpoint_last.pt")
-                self._write_metrics()
+                if self.dist.is_main:
+                    self._write_metrics()
                 if self.progress:
                     self.progress({"kind": "epoch", **row, "best": self.best, "metric": self.selection_metric})
+                if self.dist.enabled:  # rank 0 validated and timed: every rank takes its decisions
+                    self.elapsed, self.stopped_early, self.best, self.best_epoch, epoch_seconds = distributed_broadcast(
+                        (self.elapsed, self.stopped_early, self.best, self.best_epoch, epoch_seconds))
         finally:
             batches.close()
         if not self.val_ids or not (self.fold_dir / "checkpoint_best.pt").exists():
             self.save("checkpoint_best.pt", resumable=False)  # without validation the best model is the final one
         return {"epochs": self.epoch, "seconds": self.elapsed, f"best_{self.selection_metric}": self.best,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "history": self.history}
+
+    def _agree(self, flag: bool) -> bool:
+        """``flag`` as rank 0 sees it, on every rank (so all ranks run the same number of steps)."""
+        return bool(distributed_broadcast(flag)) if self.dist.enabled else flag
 
     def _write_metrics(self) -> None:
         columns = ("epoch", "train_loss", "val_loss", *self.metric_columns, "lr", "seconds")
@@ -337,15 +382,18 @@ class SegmentationTrainer(Trainer):
     whole-case sliding-window validation (mean foreground Dice selects the best checkpoint)."""
 
     def __init__(self, plan: Plan, cache: CaseCache, train_ids: list[str], val_ids: list[str], fold_dir: str | Path,
-                 config: TrainConfig, *, progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 config: TrainConfig, *, progress: Callable[[dict[str, Any]], None] | None = None,
+                 synthetic_ids: list[str] | None = None, synthetic_ratio: float = 0.0) -> None:
         self.plan, self.cache = plan, cache
+        self.synthetic_ids, self.synthetic_ratio = list(synthetic_ids or []), synthetic_ratio  # training batches only
         self.loss_fn = SegmentationLoss()
         super().__init__(fold_dir, config, train_ids=train_ids, val_ids=val_ids, architecture=plan.network.name,
                          init_args=network_args(plan), plan_dict=plan.to_dict(), training=plan.training, progress=progress)
 
     def build_sampler(self) -> PatchSampler:
         return PatchSampler(self.cache, self.train_ids, tuple(self.plan.patch_size), self.plan.batch_size, augment=self.plan.augment,
-                            foreground_fraction=self.plan.training.foreground_fraction, seed=self.config.seed)
+                            foreground_fraction=self.plan.training.foreground_fraction, seed=self.config.seed,
+                            synthetic_ids=self.synthetic_ids, synthetic_ratio=self.synthetic_ratio)
 
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         image, label = batch
