@@ -244,28 +244,46 @@ def _label_shape_mismatch(root: Path) -> Path:
     return ds
 
 
-def _label_affine_mismatch(root: Path) -> Path:
+def _edit_case_file(root: Path, rel: str, edit: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> Path:
+    """A phantom dataset with the NIfTI file ``rel`` rewritten as ``edit(voxels, affine) -> (voxels, affine)``."""
     import nibabel as nib
 
     ds = _phantom(root)
-    lab = ds / "labelsTr" / "case_002.nii.gz"
-    img = nib.load(str(lab))
-    affine = img.affine.copy()
-    affine[:3, 3] += 25.0
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), str(lab))
+    img = nib.load(str(ds / rel))
+    arr, affine = edit(np.asarray(img.dataobj).copy(), img.affine.copy())
+    nib.save(nib.Nifti1Image(arr, affine), str(ds / rel))
     return ds
+
+
+def _shifted(arr: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    affine[:3, 3] += 25.0
+    return arr, affine
+
+
+def _with_value(arr: np.ndarray, index: tuple[int, ...], value: float) -> np.ndarray:
+    arr = arr.astype(np.float32) if np.isnan(value) else arr
+    arr[index] = value
+    return arr
+
+
+def _label_affine_mismatch(root: Path) -> Path:
+    return _edit_case_file(root, "labelsTr/case_002.nii.gz", _shifted)
 
 
 def _undeclared_label(root: Path) -> Path:
-    import nibabel as nib
+    return _edit_case_file(root, "labelsTr/case_000.nii.gz", lambda a, m: (_with_value(a, (0, 0, 0), 7), m))
 
-    ds = _phantom(root)
-    lab = ds / "labelsTr" / "case_000.nii.gz"
-    img = nib.load(str(lab))
-    arr = np.asarray(img.dataobj).copy()
-    arr[0, 0, 0] = 7
-    nib.save(nib.Nifti1Image(arr, img.affine), str(lab))
-    return ds
+
+def _float_label(root: Path) -> Path:
+    return _edit_case_file(root, "labelsTr/case_003.nii.gz", lambda a, m: (a.astype(np.float32) * 0.5, m))
+
+
+def _nan_in_dataset(root: Path) -> Path:
+    return _edit_case_file(root, "imagesTr/case_001_0000.nii.gz", lambda a, m: (_with_value(a, (2, 2, 2), np.nan), m))
+
+
+def _four_d_in_dataset(root: Path) -> Path:
+    return _edit_case_file(root, "imagesTr/case_002_0000.nii.gz", lambda a, m: (np.stack([a, a], axis=-1), m))
 
 
 def _all_zero_labels(root: Path) -> Path:
@@ -275,40 +293,6 @@ def _all_zero_labels(root: Path) -> Path:
     for lab in (ds / "labelsTr").iterdir():
         img = nib.load(str(lab))
         nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), str(lab))
-    return ds
-
-
-def _float_label(root: Path) -> Path:
-    import nibabel as nib
-
-    ds = _phantom(root)
-    lab = ds / "labelsTr" / "case_003.nii.gz"
-    img = nib.load(str(lab))
-    arr = np.asarray(img.dataobj).astype(np.float32) * 0.5
-    nib.save(nib.Nifti1Image(arr, img.affine), str(lab))
-    return ds
-
-
-def _nan_in_dataset(root: Path) -> Path:
-    import nibabel as nib
-
-    ds = _phantom(root)
-    im = ds / "imagesTr" / "case_001_0000.nii.gz"
-    img = nib.load(str(im))
-    arr = np.asarray(img.dataobj).astype(np.float32)
-    arr[2, 2, 2] = np.nan
-    nib.save(nib.Nifti1Image(arr, img.affine), str(im))
-    return ds
-
-
-def _four_d_in_dataset(root: Path) -> Path:
-    import nibabel as nib
-
-    ds = _phantom(root)
-    im = ds / "imagesTr" / "case_002_0000.nii.gz"
-    img = nib.load(str(im))
-    arr = np.asarray(img.dataobj)
-    nib.save(nib.Nifti1Image(np.stack([arr, arr], axis=-1), img.affine), str(im))
     return ds
 
 

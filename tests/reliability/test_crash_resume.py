@@ -68,24 +68,21 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_runs: d
         assert (a["train_loss"], a["val_loss"], a["val_dice"], a["lr"]) == (b["train_loss"], b["val_loss"], b["val_dice"], b["lr"])
 
 
-def test_same_seed_same_losses_segmentation_and_classification(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
-    ds = tiny_runs["dataset3d"]
-    losses = []
+def _losses_of_two_runs(tmp_path: Path, dataset: Path, *flags: str) -> list[list[tuple[str, str]]]:
+    out = []
     for name in ("a", "b"):
-        run = tmp_path / name
-        assert main(["-q", "train", str(ds), "--out", str(run), "--epochs", "2", "--iterations", "3", "--base-filters", "4",
-                     "--seed", "11"]) == 0
-        losses.append([(r["train_loss"], r["val_loss"]) for r in _rows(run)])
-    assert losses[0] == losses[1]
+        run = tmp_path / f"{dataset.stem}_{name}"
+        assert main(["-q", "train", str(dataset), "--out", str(run), "--epochs", "2", "--iterations", "3", "--seed", "11",
+                     *flags]) == 0
+        out.append([(r["train_loss"], r["val_loss"]) for r in _rows(run)])
+    return out
 
-    npz = _tiny_npz(tmp_path / "tiny.npz")
-    cls = []
-    for name in ("c", "d"):
-        run = tmp_path / name
-        assert main(["-q", "train", str(npz), "--out", str(run), "--epochs", "2", "--iterations", "3", "--model", "smallcnn",
-                     "--seed", "11"]) == 0
-        cls.append([(r["train_loss"], r["val_loss"]) for r in _rows(run)])
-    assert cls[0] == cls[1]
+
+def test_same_seed_same_losses_segmentation_and_classification(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    seg = _losses_of_two_runs(tmp_path, tiny_runs["dataset3d"], "--base-filters", "4")
+    assert seg[0] == seg[1] and len(seg[0]) == 2
+    cls = _losses_of_two_runs(tmp_path, _tiny_npz(tmp_path / "tiny.npz"), "--model", "smallcnn")
+    assert cls[0] == cls[1] and len(cls[0]) == 2
 
 
 def _tiny_npz(path: Path) -> Path:

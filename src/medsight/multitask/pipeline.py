@@ -112,7 +112,7 @@ def train_multitask(dataset: str | Path, run_dir: str | Path, *, folds: list[int
     from medsight.multitask.sampler import MultitaskCache
     from medsight.multitask.trainer import MultitaskTrainer
     from medsight.preprocess.cache import preprocess_dataset
-    from medsight.tasks.splits import load_or_create_splits
+    from medsight.tasks.splits import fold_cases, fold_list, load_or_create_splits
 
     config = config or TrainConfig()
     run = Path(run_dir)
@@ -134,8 +134,8 @@ def train_multitask(dataset: str | Path, run_dir: str | Path, *, folds: list[int
                                                 "train": asdict(config)}, indent=2))
     cache = MultitaskCache(run / "preprocessed", ids, data.classes)
     results = {}
-    for fold in (["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]):
-        train_ids, val_ids = _fold_cases(fold, ids, splits, run / "splits.json")
+    for fold in fold_list(folds):
+        train_ids, val_ids = fold_cases(fold, ids, splits, run / "splits.json")
         fold_dir = run / f"fold_{fold}"
         if progress:
             progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})
@@ -147,15 +147,6 @@ def train_multitask(dataset: str | Path, run_dir: str | Path, *, folds: list[int
     summary = finalize_multitask(data, run, num_folds=len(splits))
     summary["trained_now"] = results
     return summary
-
-
-def _fold_cases(fold: int | str, ids: list[str], splits: list[dict[str, list[str]]], where: Path) -> tuple[list[str], list[str]]:
-    """(training, validation) case ids of a fold; ``"all"`` trains on every case without validation."""
-    if fold == "all":
-        return list(ids), []
-    if not 0 <= int(fold) < len(splits):
-        raise user_error(f"a fold in 0..{len(splits) - 1} or 'all'", fold, where, "choose an existing fold")
-    return splits[int(fold)]["train"], splits[int(fold)]["val"]
 
 
 def validate_fold(data: MultitaskDataset, run: Path, fold_dir: Path, val_ids: list[str], *,

@@ -34,7 +34,7 @@ from medsight.io.atomic import write_text
 from medsight.plan.classification import ClassificationPlan, load_plan, make_classification_plan
 from medsight.plan.fingerprint import compute_fingerprint
 from medsight.preprocess.classification import ClassificationCache, fit_tabular, preprocess_classification
-from medsight.tasks.splits import load_or_create_splits
+from medsight.tasks.splits import fold_cases, fold_list, load_or_create_splits
 from medsight.train import distributed
 from medsight.train.classification import ClassificationTrainer, predict_logits, probabilities
 from medsight.train.trainer import TrainConfig
@@ -163,15 +163,9 @@ def train_classification(
                                                                   "cases": len(syn_cache.ids)}} if syn_cache else {})}, indent=2))
     if ranks.is_main:
         distributed.barrier()
-    fold_list: list[int | str] = ["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]
     results = {}
-    for fold in fold_list:
-        if fold == "all":
-            train_ids, val_ids = list(cache.ids), []
-        else:
-            if not 0 <= int(fold) < len(splits):
-                raise user_error(f"a fold in 0..{len(splits) - 1} or 'all'", fold, run / "splits.json", "choose an existing fold")
-            train_ids, val_ids = splits[int(fold)]["train"], splits[int(fold)]["val"]
+    for fold in fold_list(folds):
+        train_ids, val_ids = fold_cases(fold, list(cache.ids), splits, run / "splits.json")
         fold_dir = run / f"fold_{fold}"
         if progress:
             progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})

@@ -28,7 +28,7 @@ from medsight.io.atomic import write_text
 from medsight.plan.fingerprint import compute_fingerprint
 from medsight.plan.planner import Plan, make_plan
 from medsight.preprocess.cache import CaseCache, preprocess_dataset
-from medsight.tasks.splits import load_or_create_splits
+from medsight.tasks.splits import fold_cases, fold_list, load_or_create_splits
 from medsight.train import distributed
 from medsight.train.trainer import SegmentationTrainer, TrainConfig
 
@@ -141,16 +141,10 @@ def train(
                                                                   "cases": len(syn_ids)}} if syn_ids else {})}, indent=2))
     if ranks.is_main:
         distributed.barrier()
-    fold_list: list[int | str] = ["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]
     cache = CaseCache(run / "preprocessed", ids + syn_ids)
     results = {}
-    for fold in fold_list:
-        if fold == "all":
-            train_ids, val_ids = ids, []
-        else:
-            if not 0 <= int(fold) < len(splits):
-                raise user_error(f"a fold in 0..{len(splits) - 1} or 'all'", fold, None, "choose an existing fold")
-            train_ids, val_ids = splits[int(fold)]["train"], splits[int(fold)]["val"]
+    for fold in fold_list(folds):
+        train_ids, val_ids = fold_cases(fold, ids, splits, run / "splits.json")
         fold_dir = run / f"fold_{fold}"
         if progress:
             progress({"kind": "fold", "fold": fold, "train": len(train_ids), "val": len(val_ids)})

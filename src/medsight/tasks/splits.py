@@ -67,3 +67,17 @@ def load_or_create_splits(path: Path, case_ids: list[str], *, k: int = 5, seed: 
         splits = kfold(case_ids, k=k, seed=seed)
     write_text(path, json.dumps(splits, indent=1))
     return splits
+
+
+def fold_list(folds: list[int] | str | int) -> list[int | str]:
+    """``"all"`` or fold indices as the training loops iterate them."""
+    return ["all"] if folds == "all" else [int(f) for f in (folds if isinstance(folds, list) else [folds])]
+
+
+def fold_cases(fold: int | str, ids: list[str], splits: list[dict[str, list[str]]], where: Path) -> tuple[list[str], list[str]]:
+    """(training, validation) case ids of a fold; ``"all"`` trains on every case without validation."""
+    if fold == "all":
+        return list(ids), []
+    if not 0 <= int(fold) < len(splits):
+        raise user_error(f"a fold in 0..{len(splits) - 1} or 'all'", fold, where, "choose an existing fold")
+    return splits[int(fold)]["train"], splits[int(fold)]["val"]
