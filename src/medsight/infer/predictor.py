@@ -1,13 +1,12 @@
 """Apply trained networks to images and return label maps in the input's own geometry.
 
-Steps: preprocess as the plan says -> sliding-window inference with Gaussian blending (MONAI) -> mirror
-test-time augmentation -> average over folds -> resample probabilities back to the cropped native grid ->
-paste into the full image -> arg-max -> postprocessing.
+Steps: preprocess as the plan says -> sliding-window inference with Gaussian blending, mirror test-time
+augmentation and the fold mean applied per window (:mod:`medsight.infer.sliding_window`) -> resample probabilities
+back to the cropped native grid -> paste into the full image -> arg-max -> postprocessing.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from torch import nn
 
 from medsight.data.case import Case
 from medsight.data.image import Image, SourceInfo
 from medsight.errors import user_error
 from medsight.infer.postprocess import keep_largest_component
+from medsight.infer.sliding_window import mirror_flips, sliding_window_probabilities
 from medsight.plan.planner import Plan
 from medsight.preprocess.cache import preprocess_case
 from medsight.preprocess.spatial import resize_probabilities
@@ -70,48 +69,25 @@ class Predictor:
         return cls(plan=plan, models=models, device=dev, tta=tta)
 
     # ------------------------------------------------------------------------------------------ core
-    @torch.no_grad()
     def probabilities(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``(K, *spatial)`` (float32, CPU) for a preprocessed array ``(C, *spatial)``."""
+        """Class probabilities ``(K, *spatial)`` (float32, CPU) for a preprocessed array ``(C, *spatial)``.
+
+        Every fold and mirror flip is applied window by window and the windows' mean probabilities are blended with
+        Gaussian weights (:func:`medsight.infer.sliding_window.sliding_window_probabilities`): the input (read from a
+        memory map as needed) and ``K`` probability volumes are the only whole-volume buffers.
+        """
         from medsight.io.guard import check_allocation
 
-        # the sum over folds/flips, one flip's softmax and MONAI's output + weight buffers: about 3K + 1 volumes
-        voxels = int(np.prod(np.shape(array)[1:], dtype=np.float64))
-        check_allocation((3 * len(self.plan.labels) + 1) * voxels * 4, f"a {'x'.join(map(str, np.shape(array)[1:]))} volume "
+        spatial = tuple(int(s) for s in np.shape(array)[1:])
+        voxels = int(np.prod(spatial, dtype=np.float64))
+        check_allocation((len(self.plan.labels) + 1) * voxels * 4, f"a {'x'.join(map(str, spatial))} volume "
                          "after resampling to the plan's spacing", "probability volume")
-        x = torch.as_tensor(np.array(array, dtype=np.float32))[None].to(self.device)
-        d = x.ndim - 2
-        patch = tuple(int(p) for p in self.plan.patch_size)
-        flips: list[tuple[int, ...]] = [()]
-        if self.tta:
-            axes = [a + 2 for a in self.plan.augment.mirror_axes if a < d]
-            flips = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
-        total: torch.Tensor | None = None
-        n = 0
-        amp = self.device.type == "cuda"
+        flips = mirror_flips(self.plan.augment.mirror_axes, len(spatial)) if self.tta else [()]
         for model in self.models:
             model.eval()
-            for f in flips:
-                xi = torch.flip(x, f) if f else x
-                with torch.autocast(self.device.type, enabled=amp):
-                    logits = sliding_window_inference(
-                        xi, roi_size=patch, sw_batch_size=self.sw_batch_size, predictor=model, overlap=self.overlap,
-                        mode="gaussian", padding_mode="constant", sw_device=self.device, device=torch.device("cpu"),
-                    )
-                if not isinstance(logits, torch.Tensor):  # MONAI returns a tensor for a tensor-valued network
-                    raise RuntimeError(f"expected a tensor from the network, got {type(logits).__name__}")
-                p = torch.softmax(logits.float(), dim=1)
-                del logits
-                p = torch.flip(p, f) if f else p
-                if total is None:
-                    total = p
-                else:
-                    total += p  # in place: one probability volume in memory, not one per flip
-                    del p
-                n += 1
-        if total is None:
-            raise RuntimeError("no model to predict with")
-        return total.div_(n)[0]
+        return sliding_window_probabilities(array, self.models, self.plan.patch_size, overlap=self.overlap, flips=flips,
+                                            batch_size=self.sw_batch_size, device=self.device,
+                                            autocast=self.device.type == "cuda")
 
     def predict_case(self, case: Case, *, with_probabilities: bool = True) -> tuple[Image, np.ndarray | None]:
         """Predict one case; returns the label map (same grid and geometry as the input) and probabilities.
