@@ -38,7 +38,8 @@ def gamma(x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def noise(x: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Add Gaussian noise of SD ``sigma`` ``(B,)``."""
-    n = torch.randn(x.shape, generator=gen, dtype=x.dtype) * _expand(torch.where(mask, sigma, torch.zeros_like(sigma)), x)
+    n = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)  # drawn on the CPU: the same noise on any device
+    n = n * _expand(torch.where(mask, sigma, torch.zeros_like(sigma)), x)
     return x + n
 
 
@@ -48,7 +49,7 @@ def blur(x: torch.Tensor, sigma: float, mask: torch.Tensor) -> torch.Tensor:
         return x
     d = x.ndim - 2
     radius = max(1, int(round(2 * sigma)))
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
     k = k / k.sum()
     c = x.shape[1]
     y = x[mask]

@@ -24,6 +24,15 @@ class AugmentParams:
     noise: tuple[torch.Tensor, torch.Tensor]
     blur: tuple[float, torch.Tensor]
 
+    def to(self, device: torch.device | str) -> AugmentParams:
+        """The same parameters on ``device`` (drawn on the CPU, so a batch is augmented alike on any device)."""
+        def mv(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return pair[0].to(device), pair[1].to(device)
+
+        return AugmentParams(matrices=self.matrices.to(device), elastic=None if self.elastic is None else self.elastic.to(device),
+                             brightness=mv(self.brightness), contrast=mv(self.contrast), gamma=mv(self.gamma),
+                             noise=mv(self.noise), blur=(self.blur[0], self.blur[1].to(device)))
+
 
 def draw_params(batch: int, patch: tuple[int, ...], cfg: AugmentConfig, gen: torch.Generator, *, enabled: bool = True) -> AugmentParams:
     """Draw augmentation parameters for ``batch`` samples of spatial size ``patch``."""
@@ -69,8 +78,10 @@ def augment_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply ``params`` to a batch of context regions ``(B, C, *ctx)`` / ``(B, 1, *ctx)``; returns patches ``(B, C, *patch)``.
 
-    ``gen`` is only used for the noise samples, so the result is a function of (inputs, params, gen state).
+    ``gen`` (a CPU generator) is only used for the noise samples, so the result is a function of (inputs, params, gen
+    state). The batch may be on any device (e.g. the training GPU); the work happens there.
     """
+    params = params.to(image.device)
     img, lab = warp(image, label, params.matrices, patch, params.elastic)
     if lab is None:  # warp returns a label whenever it is given one
         raise RuntimeError("label warp failed")
@@ -79,6 +90,7 @@ def augment_batch(
 
 def augment_images(image: torch.Tensor, params: AugmentParams, gen: torch.Generator) -> torch.Tensor:
     """Apply ``params`` to whole images ``(B, C, *spatial)`` (classification): same size out, zero padding."""
+    params = params.to(image.device)
     img, _ = warp(image, None, params.matrices, tuple(image.shape[2:]), params.elastic)
     return _intensity(img, params, gen)
 

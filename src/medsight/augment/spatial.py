@@ -53,15 +53,15 @@ def warp(
         displacement: optional ``(B, *out_shape, d)`` added to the sampling grid (normalised units, torch xyz order).
     """
     d = len(out_shape)
-    in_shape = torch.tensor(image.shape[2:], dtype=torch.float32)
-    out = torch.tensor(out_shape, dtype=torch.float32)
+    in_shape = torch.tensor(image.shape[2:], dtype=torch.float32, device=matrices.device)
+    out = torch.tensor(out_shape, dtype=torch.float32, device=matrices.device)
     # normalised coordinates: n_in = diag(1/in) A diag(out) n_out ; torch wants axes in reversed (x, y, z) order
     theta_arr = (1.0 / in_shape)[None, :, None] * matrices * out[None, None, :]
     perm = list(range(d))[::-1]
     theta = theta_arr[:, perm][:, :, perm]
-    affine = torch.cat([theta, torch.zeros(theta.shape[0], d, 1)], dim=2)
+    affine = torch.cat([theta, torch.zeros(theta.shape[0], d, 1, dtype=theta.dtype, device=theta.device)], dim=2)
     size = (image.shape[0], 1, *out_shape)
-    grid = F.affine_grid(affine.to(image.dtype), list(size), align_corners=False)
+    grid = F.affine_grid(affine.to(image.device, image.dtype), list(size), align_corners=False)
     if displacement is not None:
         grid = grid + displacement.to(grid.dtype)
     img = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

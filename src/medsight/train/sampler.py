@@ -48,6 +48,8 @@ class PatchSampler:
         seed: seed of the sampler's own generators (NumPy for locations, torch for augmentation).
         synthetic_ids: synthetic cases (in ``cache``) that training batches may also draw (``--synthetic``).
         synthetic_ratio: probability that a sample of a batch comes from ``synthetic_ids``.
+        device: where the batch is augmented and returned (the training GPU: the crops are copied there and warped
+            there); the random draws stay on the CPU, so a seed gives the same batches on any device.
     """
 
     def __init__(
@@ -62,8 +64,10 @@ class PatchSampler:
         seed: int = 0,
         synthetic_ids: list[str] | None = None,
         synthetic_ratio: float = 0.0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.cache = cache
+        self.device = torch.device(device)
         self.case_ids = list(case_ids)
         self.synthetic_ids = list(synthetic_ids or [])
         self.synthetic_ratio = synthetic_ratio if self.synthetic_ids else 0.0
@@ -113,6 +117,8 @@ class PatchSampler:
             labs.append(crop_padded(self.cache.labels[cid][None], centre, self.context))
         image = torch.from_numpy(np.stack(imgs)).float()
         label = torch.from_numpy(np.stack(labs).astype(np.int64))
+        if self.device.type != "cpu":
+            image, label = image.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
         if self.augment is None:
             return image, label
         params = draw_params(self.batch_size, self.patch, self.augment, self.gen)
@@ -135,6 +141,9 @@ class Prefetcher:
         self.thread.start()
 
     def _run(self) -> None:
+        # one intra-op thread here (as PyTorch's DataLoader workers): on a few cores a second full-width OpenMP team
+        # competing with the training step slowed it by up to 20 % (benchmarks/throughput.py); thread-local setting
+        torch.set_num_threads(1)
         while not self.stop.is_set():
             try:
                 batch = self.sampler.next_batch()
