@@ -43,7 +43,7 @@ def test_sampler_marks_missing_labels(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_train_predict_report_2d(tmp_path: Path) -> None:
+def test_cli_train_predict_report_2d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_multitask_dataset(tmp_path / "mt", num_cases=7, shape=(32, 32), without_mask=(4,), without_class=(5,))
     run = tmp_path / "run"
     assert main(["-q", "train", str(root), "--task", "multitask", "--out", str(run), "--epochs", "2", "--base-filters", "4",
@@ -76,6 +76,10 @@ def test_cli_train_predict_report_2d(tmp_path: Path) -> None:
     assert len(_rows(scored / "predictions.csv")) == 7  # every case, the one without a class included
     assert main(["-q", "evaluate", str(scored), str(root / "masks"), "--no-distances"]) == 0
     assert main(["-q", "report", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["-q", "explain", str(run), str(root / "images"), str(tmp_path / "explained")]) == 2  # not its task
+    assert "Expected a segmentation or classification run, got a multitask run" in capsys.readouterr().err
+    assert not (tmp_path / "explained").exists()
 
 
 @pytest.mark.slow

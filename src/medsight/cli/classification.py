@@ -25,7 +25,7 @@ def train_classification_command(args: argparse.Namespace, config: Any, run: Pat
     summary = train_classification(args.dataset, run, folds=_folds(args.fold), config=config, plan_path=args.plan, network=args.model,
                                    tabular=_columns(args.tabular), init_from=args.init_from, freeze_encoder=args.freeze_encoder,
                                    progress=TrainingProgress(quiet=args.quiet), synthetic=getattr(args, "synthetic", None),
-                                   synthetic_ratio=getattr(args, "synthetic_ratio", 0.5))
+                                   synthetic_ratio=getattr(args, "synthetic_ratio", 0.5), devices=getattr(args, "devices", None))
     from medsight.train import distributed
 
     if not distributed.finish():  # torchrun: only rank 0 reports
@@ -84,7 +84,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     ckpt = _checkpoint(args.model, args.fold)
     state = load_checkpoint(ckpt)
     out = Path(args.output)
-    if (state.get("plan") or {}).get("task") == "classification":
+    task = (state.get("plan") or {}).get("task", "segmentation")
+    if task not in ("classification", "segmentation"):
+        raise user_error("a segmentation or classification run", f"a {task} run", ckpt,
+                         "explain works on those runs; for a multitask run, predict writes its masks and class "
+                         "probabilities")
+    if task == "classification":
         cal = ckpt.parent.parent / "calibration.json"  # the run's per-fold temperatures, when the run has them
         temps = json.loads(cal.read_text()).get("temperature") or {} if cal.is_file() else {}
         t = float(temps.get(ckpt.parent.name.removeprefix("fold_"), 1.0))

@@ -28,6 +28,10 @@ class TrainingProgress:
                 self.pre.close()
         elif kind == "fold":
             tqdm.write(f"fold {ev['fold']}: {ev['train']} training / {ev['val']} validation cases", file=sys.stderr)
+        elif kind == "fold_started":
+            tqdm.write(f"fold {ev['fold']}: started on {ev['device']} (log: {ev['log']})", file=sys.stderr)
+        elif kind == "fold_finished":
+            tqdm.write(f"fold {ev['fold']}: {'finished' if ev['ok'] else 'FAILED'} on {ev['device']}", file=sys.stderr)
         elif kind == "step":
             if self.bar is None or ev["iteration"] == 1:
                 if self.bar is not None:

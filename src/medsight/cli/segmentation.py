@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue from fold_K/checkpoint_last.pt")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="training arithmetic: auto = float16 autocast on a GPU, float32 on a CPU; bf16 = bfloat16 autocast "
+                   "(faster on CPUs with bfloat16 instructions, see docs/benchmarks.md)")
+    t.add_argument("--devices", help="segmentation or classification: train the folds side by side, one process per "
+                   "device, e.g. --fold cv --devices cuda:0,cuda:1,cuda:2 ('cuda' = every GPU; 'cpu,cpu' shares the cores); "
+                   "each fold logs to fold_K/log.txt")
     t.add_argument("--plan", help="use this plans.json")
     t.add_argument("--base-filters", type=int, help="network width when planning (default 32 GPU / 16 CPU)")
     t.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
@@ -159,11 +165,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     budget = parse_duration(args.time_budget) if args.time_budget else None
     config = TrainConfig(epochs=args.epochs, time_budget_s=budget, iterations_per_epoch=args.iterations, seed=args.seed,
-                         device=args.device, resume=args.resume, val_every=args.val_every, patience=args.patience)
+                         device=args.device, resume=args.resume, val_every=args.val_every, patience=args.patience,
+                         precision=args.precision)
     run = Path(args.out) if args.out else _default_run(args.dataset)
     if args.synthetic and args.task in ("registration", "multitask"):
         raise MedsightError(f"Expected --synthetic only for segmentation or classification, got --task {args.task}; "
                             "drop --synthetic")
+    if args.devices:
+        from medsight.train.parallel import parse_devices
+
+        if args.task in ("registration", "multitask"):
+            raise MedsightError(f"Expected --devices only for segmentation or classification, got --task {args.task}; "
+                                "drop --devices")
+        if args.device:
+            raise MedsightError("Expected either --device (one process) or --devices (folds side by side), got both; drop one")
+        args.devices = parse_devices(args.devices)
     if args.task == "registration":
         from medsight.cli.registration import train_registration_command
         return train_registration_command(args, config, run)
@@ -181,7 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 f"dataset {args.dataset}; drop the flag or pass --task classification")
     summary = train(args.dataset, run, folds=_folds(args.fold), config=config, plan_path=args.plan,
                     base_filters=args.base_filters, progress=TrainingProgress(quiet=args.quiet),
-                    synthetic=args.synthetic, synthetic_ratio=args.synthetic_ratio)
+                    synthetic=args.synthetic, synthetic_ratio=args.synthetic_ratio, devices=args.devices)
     from medsight.train import distributed
 
     if not distributed.finish():  # torchrun: only rank 0 reports

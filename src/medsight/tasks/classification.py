@@ -19,7 +19,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from medsight.preprocess.classification import ClassificationCache, fit_tabular,
 from medsight.tasks.splits import fold_cases, fold_list, load_or_create_splits
 from medsight.train import distributed
 from medsight.train.classification import ClassificationTrainer, predict_logits, probabilities
+from medsight.train.parallel import train_folds_in_parallel as parallel_folds
 from medsight.train.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def train_classification(
     progress: Progress | None = None,
     synthetic: str | Path | None = None,
     synthetic_ratio: float = 0.5,
+    devices: Sequence[str] | None = None,
+    finalize: bool = True,
 ) -> dict[str, Any]:
     """Train one or more folds of a classification dataset into ``run_dir``; returns the run summary.
 
@@ -116,6 +119,9 @@ def train_classification(
         progress: callback receiving progress events.
         synthetic: a folder of synthetic cases (``medsight synthesize sample``) mixed into training batches only.
         synthetic_ratio: probability that a training sample is drawn from ``synthetic``.
+        devices: train the folds side by side, one worker process per entry (:mod:`medsight.train.parallel`).
+        finalize: write config.json, then calibrate over the pooled folds and write the summary and report;
+            ``False`` in the worker processes of a parallel run, which leave that to the calling process.
     """
     config = config or TrainConfig()
     ranks = distributed.init(config.device)  # under torchrun: rank 0 plans and preprocesses, the others wait for it
@@ -157,12 +163,18 @@ def train_classification(
         syn_cache = prepare_synthetic_classification(synthetic, plan, run / "preprocessed_synthetic")
     splits = load_or_create_splits(run / "splits.json", cache.ids, k=num_folds, strata=_strata(spec),
                                    predefined=spec.predefined_split)
-    write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "task": "classification",
-                                                "init_from": str(init_from) if init_from else None, "train": asdict(config),
-                                                **({"synthetic": {"dir": str(synthetic), "ratio": synthetic_ratio,
-                                                                  "cases": len(syn_cache.ids)}} if syn_cache else {})}, indent=2))
+    if finalize:  # a parallel run's workers leave the run's config.json to the calling process
+        write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "task": "classification",
+                                                    "init_from": str(init_from) if init_from else None, "train": asdict(config),
+                                                    **({"synthetic": {"dir": str(synthetic), "ratio": synthetic_ratio,
+                                                                      "cases": len(syn_cache.ids)}} if syn_cache else {})}, indent=2))
     if ranks.is_main:
         distributed.barrier()
+    if devices:
+        results = parallel_folds("classification", dataset, run, folds=fold_list(folds), devices=devices, progress=progress,
+                                 kwargs={"config": config, "init_from": init_from, "num_folds": num_folds,
+                                         "synthetic": synthetic, "synthetic_ratio": synthetic_ratio})
+        return (finalize_classification(run, num_folds=len(splits)) if finalize else {}) | {"trained_now": results}
     results = {}
     for fold in fold_list(folds):
         train_ids, val_ids = fold_cases(fold, list(cache.ids), splits, run / "splits.json")
@@ -179,6 +191,8 @@ def train_classification(
         distributed.barrier()
     if not ranks.is_main:  # rank 0 alone calibrates, writes the summary and the report
         return {"trained_now": results, "rank": ranks.rank}
+    if not finalize:
+        return {"trained_now": results}
     summary = finalize_classification(run, num_folds=len(splits))
     summary["trained_now"] = results
     return summary

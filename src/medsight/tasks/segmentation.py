@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from medsight.plan.planner import Plan, make_plan
 from medsight.preprocess.cache import CaseCache, preprocess_dataset
 from medsight.tasks.splits import fold_cases, fold_list, load_or_create_splits
 from medsight.train import distributed
+from medsight.train.parallel import train_folds_in_parallel as parallel_folds
 from medsight.train.trainer import SegmentationTrainer, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ def train(
     progress: Progress | None = None,
     synthetic: str | Path | None = None,
     synthetic_ratio: float = 0.5,
+    devices: Sequence[str] | None = None,
+    finalize: bool = True,
 ) -> dict[str, Any]:
     """Train one or more folds of a segmentation dataset into ``run_dir``.
 
@@ -108,6 +111,10 @@ def train(
         progress: callback receiving progress events (``kind`` = ``preprocess``/``step``/``epoch``/``fold``).
         synthetic: a folder of synthetic cases (``medsight synthesize sample``) mixed into training batches only.
         synthetic_ratio: probability that a training sample is drawn from ``synthetic``.
+        devices: train the folds side by side, one worker process per entry (``["cuda:0", "cuda:1"]``, or ``cpu``
+            repeated to share the CPU's cores), see :mod:`medsight.train.parallel`; default: one after another here.
+        finalize: write config.json, then pool the folds, decide postprocessing and write the summary and report
+            afterwards; ``False`` in the worker processes of a parallel run, which leave that to the calling process.
 
     Returns:
         The run summary (also written to ``run_dir/summary.json``).
@@ -136,11 +143,17 @@ def train(
 
         synthetic_ratio = check_ratio(synthetic_ratio)
         syn_ids = prepare_synthetic_segmentation(synthetic, plan, run / "preprocessed", real_ids=ids)
-    write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "train": asdict(config),
-                                                **({"synthetic": {"dir": str(synthetic), "ratio": synthetic_ratio,
-                                                                  "cases": len(syn_ids)}} if syn_ids else {})}, indent=2))
+    if finalize:  # a parallel run's workers leave the run's config.json to the calling process
+        write_text(run / "config.json", json.dumps({"dataset": str(Path(dataset).resolve()), "train": asdict(config),
+                                                    **({"synthetic": {"dir": str(synthetic), "ratio": synthetic_ratio,
+                                                                      "cases": len(syn_ids)}} if syn_ids else {})}, indent=2))
     if ranks.is_main:
         distributed.barrier()
+    if devices:
+        results = parallel_folds("segmentation", dataset, run, folds=fold_list(folds), devices=devices, progress=progress,
+                                 kwargs={"config": config, "base_filters": base_filters, "num_folds": num_folds,
+                                         "synthetic": synthetic, "synthetic_ratio": synthetic_ratio})
+        return (finalize_run(spec, run, num_folds=len(splits)) if finalize else {}) | {"trained_now": results}
     cache = CaseCache(run / "preprocessed", ids + syn_ids)
     results = {}
     for fold in fold_list(folds):
@@ -158,6 +171,8 @@ def train(
         distributed.barrier()
     if not ranks.is_main:  # rank 0 alone validates, writes the summary and the report
         return {"trained_now": results, "rank": ranks.rank}
+    if not finalize:
+        return {"trained_now": results}
     summary = finalize_run(spec, run, num_folds=len(splits))
     summary["trained_now"] = results
     return summary
