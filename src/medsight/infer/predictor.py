@@ -38,7 +38,7 @@ class Predictor:
     device: torch.device
     tta: bool = True
     overlap: float = 0.5
-    sw_batch_size: int = 2
+    sw_batch_size: int | None = None  # windows per network call; default 1 on a CPU (activations cost RAM), 2 on a GPU
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, folds: Sequence[int | str] | None = None, checkpoint: str = "checkpoint_best.pt",
@@ -86,7 +86,8 @@ class Predictor:
         for model in self.models:
             model.eval()
         return sliding_window_probabilities(array, self.models, self.plan.patch_size, overlap=self.overlap, flips=flips,
-                                            batch_size=self.sw_batch_size, device=self.device,
+                                            batch_size=self.sw_batch_size or (2 if self.device.type == "cuda" else 1),
+                                            device=self.device,
                                             autocast=self.device.type == "cuda")
 
     def predict_case(self, case: Case, *, with_probabilities: bool = True) -> tuple[Image, np.ndarray | None]:

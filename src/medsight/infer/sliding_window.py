@@ -132,14 +132,19 @@ def sliding_window_probabilities(
             out[(slice(None), *sl)] += prob[i]
     if out is None:
         raise RuntimeError("no window was predicted")
-    # the summed weight at a voxel is the product over axes of that axis' summed profiles (the grid is a product)
-    for axis, (starts, prof, size, width) in enumerate(zip(grid, profiles, padded, patch)):
+    # the summed weight at a voxel is the product over axes of that axis' summed profiles (the grid is a product);
+    # divide in one pass, slice by slice along the first axis, by that slice's weight plane
+    norms = []
+    for starts, prof, size, width in zip(grid, profiles, padded, patch):
         norm = np.zeros(size)
         for s in starts:
             norm[s:s + width] += prof
-        shape = [1] * (len(padded) + 1)
-        shape[axis + 1] = -1
-        out.div_(torch.as_tensor(norm, dtype=torch.float32).view(shape))
+        norms.append(torch.as_tensor(norm, dtype=torch.float32))
+    plane = norms[1]
+    for n in norms[2:]:
+        plane = plane[..., None] * n
+    for i in range(padded[0]):
+        out[:, i].div_(plane * norms[0][i])
     if padded != spatial:
         out = out[(slice(None), *(slice(0, s) for s in spatial))].clone()
     return out
