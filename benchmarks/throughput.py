@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan, cache, ids = _prepare(args.cases, work)
         results: dict[str, list[dict[str, float]]] = {"medsight": [], **{f"monai_w{w}": [] for w in args.workers.split(",")}}
-        for _ in range(args.repeats):
-            for name in results:
+        for r in range(args.repeats):
+            for name in (list(results) if r % 2 == 0 else list(results)[::-1]):  # alternate who goes first
                 if name == "medsight":
                     batches, handle = medsight_batches(plan, cache, ids)
                 else:
