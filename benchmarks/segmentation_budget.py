@@ -42,6 +42,7 @@ def main() -> int:
     ap.add_argument("--base-filters", type=int)
     ap.add_argument("--device")
     ap.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default: the plan's)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training arithmetic")
     ap.add_argument("--evaluate-only", action="store_true", help="reuse the trained run in --out; only predict and score")
     args = ap.parse_args()
 
@@ -50,7 +51,8 @@ def main() -> int:
     from medsight.train.trainer import TrainConfig
 
     out = Path(args.out or ROOT / "runs" / f"bench_{args.dataset}")
-    config = TrainConfig(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations)
+    config = TrainConfig(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations,
+                         precision=args.precision)
     t0 = time.time()
     fold: list[int] | str = "all" if args.dataset == "drive" else [0]
     if args.evaluate_only:
@@ -73,6 +75,7 @@ def main() -> int:
                     "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "budget_s": config.time_budget_s,
+        "precision": config.precision,
         "trained": summary.get("trained_now"),
     }
     if args.dataset == "drive":
