@@ -105,7 +105,7 @@ def sliding_window_probabilities(
         shape[axis] = -1
         weight = weight * torch.as_tensor(prof, dtype=torch.float32).view(shape)
     out: torch.Tensor | None = None
-    n_views = len(networks) * len(flips)
+    weight = (weight / (len(networks) * len(flips))).to(dev)  # the mean over views folded into the blending weight
     for chunk in _batches(grid, max(1, int(batch_size))):
         slices = [tuple(slice(s, s + p) for s, p in zip(starts, patch)) for starts in chunk]
         x = torch.from_numpy(np.stack([np.asarray(arr[(slice(None), *sl)], dtype=np.float32) for sl in slices])).to(dev)
@@ -125,7 +125,7 @@ def sliding_window_probabilities(
                 prob = p if prob is None else prob.add_(p)
         if prob is None:
             raise RuntimeError("no network was applied")
-        prob = (prob * (weight.to(dev) / n_views)).cpu()
+        prob = (prob * weight).cpu()
         if out is None:
             out = torch.zeros((prob.shape[1], *padded), dtype=torch.float32)
         for i, sl in enumerate(slices):
