@@ -1,6 +1,7 @@
 """Training throughput: medsight's data path vs an equivalent MONAI pipeline, same network, patch and batch (issue 6).
 
-Both pipelines feed the network the plan makes for Hippocampus (MONAI DynUNet) from the same preprocessed cases:
+Both pipelines feed the network the plan makes for Hippocampus (3D) or DRIVE (2D) (MONAI DynUNet) from the same
+preprocessed cases:
 
 * medsight: memory-mapped cache, batched patch sampling and augmentation as tensor operations, a prefetch thread;
 * MONAI: ``CacheDataset`` + ``RandCropByPosNegLabeld`` (1 foreground : 2 random, as the plan's foreground fraction),
@@ -37,20 +38,26 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def _prepare(cases: int, work: Path):
-    """Copy ``cases`` Hippocampus cases, plan (CPU width) and preprocess them; returns (plan, cache, ids)."""
+SOURCES = {"hippocampus": SHARED / "msd_task04_hippocampus_cropped", "drive": SHARED / "drive" / "training"}
+
+
+def _prepare(cases: int, work: Path, dataset: str = "hippocampus"):
+    """Plan (CPU width) and preprocess ``cases`` Hippocampus cases (copied) or the 20 DRIVE training images (in
+    place); returns (plan, cache, ids)."""
     from medsight.data.dataset import load_dataset
     from medsight.preprocess.cache import CaseCache, preprocess_dataset
     from medsight.tasks.segmentation import plan_dataset
 
-    src = SHARED / "msd_task04_hippocampus_cropped"
-    names = sorted(p.name for p in (src / "images").iterdir() if p.name.endswith(".nii.gz"))[:cases]
-    for sub in ("images", "labels"):
-        (work / "ds" / sub).mkdir(parents=True, exist_ok=True)
-        for n in names:
-            shutil.copyfile(src / sub / n, work / "ds" / sub / n)
-    plan = plan_dataset(work / "ds", work / "run", base_filters=16)
-    ids = preprocess_dataset(load_dataset(work / "ds"), plan, work / "run" / "preprocessed", workers=1)
+    src = SOURCES[dataset]
+    if dataset == "hippocampus":
+        names = sorted(p.name for p in (src / "images").iterdir() if p.name.endswith(".nii.gz"))[:cases]
+        for sub in ("images", "labels"):
+            (work / "ds" / sub).mkdir(parents=True, exist_ok=True)
+            for n in names:
+                shutil.copyfile(src / sub / n, work / "ds" / sub / n)
+        src = work / "ds"
+    plan = plan_dataset(src, work / "run", base_filters=16)
+    ids = preprocess_dataset(load_dataset(src), plan, work / "run" / "preprocessed", workers=1)
     return plan, CaseCache(work / "run" / "preprocessed", ids), ids
 
 
@@ -133,20 +140,23 @@ def monai_batches(plan, cache, ids, workers: int) -> tuple[Iterator, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=40)
+    ap.add_argument("--dataset", choices=sorted(SOURCES), default="hippocampus", help="3D Hippocampus or 2D DRIVE")
+    ap.add_argument("--cases", type=int, default=40, help="Hippocampus cases to use (DRIVE: its 20 training images)")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", default="0,2", help="MONAI DataLoader worker counts to try")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "throughput_cpu.json")
+    ap.add_argument("--out", type=Path, help="default docs/results/throughput_cpu.json (Hippocampus) or throughput_drive_cpu.json")
     args = ap.parse_args(argv)
-    if not (SHARED / "msd_task04_hippocampus_cropped").is_dir():
-        print(f"Hippocampus not found under {SHARED}", file=sys.stderr)
+    args.out = args.out or ROOT / "docs" / "results" / ("throughput_cpu.json" if args.dataset == "hippocampus"
+                                                         else f"throughput_{args.dataset}_cpu.json")
+    if not SOURCES[args.dataset].is_dir():
+        print(f"{args.dataset} not found under {SHARED}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="medsight_throughput_"))
     try:
-        plan, cache, ids = _prepare(args.cases, work)
+        plan, cache, ids = _prepare(args.cases, work, args.dataset)
         results: dict[str, list[dict[str, float]]] = {"medsight": [], **{f"monai_w{w}": [] for w in args.workers.split(",")}}
         for r in range(args.repeats):
             for name in (list(results) if r % 2 == 0 else list(results)[::-1]):  # alternate who goes first
@@ -162,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                    for k, v in results.items()}
         best_monai = max((k for k in summary if k != "medsight"), key=lambda k: summary[k]["samples_per_s"])
         ratio = summary["medsight"]["samples_per_s"] / summary[best_monai]["samples_per_s"]
-        print(f"Hippocampus {args.cases} cases, patch {plan.patch_size}, batch {plan.batch_size}, {args.steps} steps x "
+        print(f"{args.dataset} {len(ids)} cases, patch {plan.patch_size}, batch {plan.batch_size}, {args.steps} steps x "
               f"{args.repeats} rounds, {args.threads} threads")
         print(f"{'pipeline':<12} {'samples/s':>10} {'data wait':>10}")
         for k, v in summary.items():
             print(f"{k:<12} {v['samples_per_s']:>10.2f} {100 * v['data_wait_fraction']:>9.1f}%")
         print(f"medsight / best MONAI ({best_monai}): {ratio:.2f}x")
-        out = {"command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        out = {"dataset": args.dataset, "cases": len(ids),
+               "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
                "patch_size": list(plan.patch_size), "batch_size": plan.batch_size, "network": plan.network.name,
                "per_round": results, "median": summary, "best_monai": best_monai, "ratio_medsight_over_monai": ratio}

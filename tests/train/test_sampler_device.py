@@ -39,3 +39,24 @@ def test_batches_augmented_on_the_gpu_match_the_cpu(phantom3d_dataset: Path, tmp
         batch = gpu.next_batch()
         assert batch[0].device.type == "cuda" and batch[1].device.type == "cuda"
         _close(cpu.next_batch(), batch)
+
+
+def test_prefetching_leaves_the_training_threads_alone(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    """The prefetch thread limits itself to one intra-op thread; the training thread and threads started later keep the
+    process's count (torch.set_num_threads also sets the default that new threads adopt)."""
+    import threading
+
+    from medsight.train.sampler import Prefetcher
+
+    before = torch.get_num_threads()
+    pre = Prefetcher(_sampler(phantom3d_dataset, tmp_path / "a", "cpu"))
+    try:
+        next(pre)
+        assert torch.get_num_threads() == before
+        seen: list[int] = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert seen == [before]
+    finally:
+        pre.close()

@@ -137,13 +137,21 @@ class Prefetcher:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
         self.last_state: dict[str, Any] = sampler.state_dict()
+        # The thread augments with one intra-op thread (as PyTorch's DataLoader workers do): on a few cores a second
+        # full-width OpenMP team competing with the training step slowed it by up to 20 % (benchmarks/throughput.py).
+        # torch.set_num_threads is per thread once a thread is initialised, but it also sets the process-wide value
+        # that threads not yet initialised adopt; so initialise this thread first and restore that value after.
+        threads = torch.get_num_threads()
+        self._limited = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+        self._limited.wait(timeout=30)
+        torch.set_num_threads(threads)
 
     def _run(self) -> None:
-        # one intra-op thread here (as PyTorch's DataLoader workers): on a few cores a second full-width OpenMP team
-        # competing with the training step slowed it by up to 20 % (benchmarks/throughput.py); thread-local setting
+        torch.get_num_threads()  # this thread's lazy initialisation first, so that the next line sticks
         torch.set_num_threads(1)
+        self._limited.set()
         while not self.stop.is_set():
             try:
                 batch = self.sampler.next_batch()
