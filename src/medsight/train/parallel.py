@@ -135,7 +135,7 @@ def train_folds_in_parallel(task: str, dataset: str | Path, run: str | Path, *, 
             log.info("fold %s started on %s (log: %s)", fold, device, fold_dir / "log.txt")
             if progress:
                 progress({"kind": "fold_started", "fold": fold, "device": device, "log": str(fold_dir / "log.txt")})
-        wait([p.sentinel for p, _, _ in running.values()] + [c for _, c, _ in running.values()])
+        wait([p.sentinel for p, _, _ in running.values()] + [c for n, (_, c, _) in running.items() if n not in answers])
         for name, (proc, conn, device) in list(running.items()):
             if name not in answers and conn.poll():
                 try:
