@@ -412,7 +412,7 @@ class SegmentationTrainer(Trainer):
         return PatchSampler(self.cache, self.train_ids, tuple(self.plan.patch_size), self.plan.batch_size, augment=self.plan.augment,
                             foreground_fraction=self.plan.training.foreground_fraction, seed=self.config.seed,
                             synthetic_ids=self.synthetic_ids, synthetic_ratio=self.synthetic_ratio,
-                            device=self.device if self.device.type == "cuda" else "cpu")
+                            device=self.device)
 
     def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         image, label = batch
