@@ -77,9 +77,9 @@ def main() -> int:
     ap.add_argument("--device")
     args = ap.parse_args()
 
-    from medsight.cli.segmentation import parse_duration
-    from medsight.tasks.classification import predict_classification, train_classification
-    from medsight.train.trainer import TrainConfig
+    from medsight.cli.common import parse_duration
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.classification.pipeline import predict_classification, train_classification
 
     tag = f"{args.dataset}_{args.model or 'default'}_s{args.seed}"
     out = Path(args.out or ROOT / "runs" / f"bench_cls_{tag}")
@@ -89,7 +89,7 @@ def main() -> int:
     else:
         train_src = test_src = NPZ[args.dataset]
         test_arg = {"split": "test"}
-    config = TrainConfig(time_budget_s=parse_duration(args.budget), device=args.device, seed=args.seed)
+    config = RunOptions(time_budget_s=parse_duration(args.budget), device=args.device, seed=args.seed)
     t0 = time.time()
     summary = train_classification(train_src, out, folds=[0], config=config, network=args.model)
     train_s = time.time() - t0

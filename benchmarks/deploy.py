@@ -79,21 +79,21 @@ def _timed(fn: Callable[[Any], Any], items: list[Any], repeats: int) -> dict[str
 
 def _segmentation(name: str, images: Path, labels: Path, label_dir: str, n_train: int, n_test: int,
                   args: argparse.Namespace) -> dict[str, Any]:
-    from medsight.data.case import Case
+    from medsight.core.case import Case
     from medsight.deploy.export import export_run
-    from medsight.deploy.networks import OnnxOptions
-    from medsight.deploy.runtime import segmentation_predictor
-    from medsight.evaluate.metrics import SegmentationEvaluator
+    from medsight.engine.config import RunOptions
+    from medsight.engine.networks import OnnxOptions
     from medsight.io import read_image
-    from medsight.tasks.segmentation import train
-    from medsight.train.trainer import TrainConfig
+    from medsight.metrics.summary import SegmentationEvaluator
+    from medsight.tasks.segmentation.pipeline import train
+    from medsight.tasks.segmentation.predictor import segmentation_predictor
 
     work = args.work / name
     train_names, test_names = _split(images, n_train, n_test)
     dataset = _copy_pairs(images, labels, work / "data", train_names, label_dir)
     run = work / "run"
     t0 = time.time()
-    train(dataset, run, folds="all", config=TrainConfig(time_budget_s=args.budget, seed=0, device="cpu", num_threads=1))
+    train(dataset, run, folds="all", config=RunOptions(time_budget_s=args.budget, seed=0, device="cpu", num_threads=1))
     trained_s = time.time() - t0
     exports = {False: export_run(run, work / "onnx"), True: export_run(run, work / "onnx_int8", int8=True)}
     cases = [Case(case_id=n, image=read_image(images / n)) for n in test_names]
@@ -133,14 +133,14 @@ def _segmentation(name: str, images: Path, labels: Path, label_dir: str, n_train
 def _classification(args: argparse.Namespace) -> dict[str, Any]:
     from medsight.data.dataset import load_case, load_dataset
     from medsight.deploy.export import export_run
-    from medsight.plan.classification import load_plan
-    from medsight.preprocess.classification import prepare_image
-    from medsight.tasks.classification import (
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.classification.pipeline import (
         ClassificationPredictor,
         predict_classification,
         train_classification,
     )
-    from medsight.train.trainer import TrainConfig
+    from medsight.tasks.classification.plan import load_plan
+    from medsight.transforms.classification import prepare_image
 
     npz = DATA / "pneumoniamnist" / "pneumoniamnist.npz"
     work = args.work / "cls28"
@@ -148,7 +148,7 @@ def _classification(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.time()
     torch.set_num_threads(1)
     train_classification(npz, run, folds=[0], network="smallcnn",
-                         config=TrainConfig(time_budget_s=args.budget, seed=0, device="cpu", num_threads=1))
+                         config=RunOptions(time_budget_s=args.budget, seed=0, device="cpu", num_threads=1))
     trained_s = time.time() - t0
     exports = {False: export_run(run, work / "onnx"), True: export_run(run, work / "onnx_int8", int8=True)}
     auc = {}
@@ -191,7 +191,7 @@ def main() -> int:
     ap.add_argument("--only", choices=["xray2d", "mri3d", "cls28"], action="append", help="run only these parts")
     args = ap.parse_args()
     import medsight
-    from medsight.deploy.card import software_versions
+    from medsight.report.card import software_versions
 
     shutil.rmtree(args.work, ignore_errors=True)
     start = time.time()

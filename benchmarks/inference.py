@@ -42,7 +42,7 @@ def _rss_mib() -> float:
 def _network(filters: list[int], classes: int):
     import torch
 
-    from medsight.models import create_model
+    from medsight.models.registry import create_model
 
     torch.manual_seed(0)
     n = len(filters)
@@ -64,7 +64,7 @@ def _predict(tool: str, x, net, args: argparse.Namespace):
 
     patch = tuple(args.patch)
     if tool == "medsight":
-        from medsight.infer.sliding_window import sliding_window_probabilities
+        from medsight.engine.sliding_window import sliding_window_probabilities
 
         return sliding_window_probabilities(x, [net], patch, overlap=args.overlap, batch_size=args.sw_batch, device="cpu")
     from monai.inferers import sliding_window_inference

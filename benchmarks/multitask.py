@@ -41,15 +41,15 @@ ARMS = {"multitask": ["segmentation", "classification"], "segmentation": ["segme
 
 def _prepare(out: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     """The shared plan and split (planned and preprocessed once)."""
-    from medsight.multitask.data import NAME_PATTERN, load_multitask_dataset
-    from medsight.multitask.pipeline import plan_multitask
-    from medsight.preprocess.cache import preprocess_dataset
-    from medsight.tasks.splits import load_or_create_splits
+    from medsight.data.splits import load_or_create_splits
+    from medsight.tasks.multitask.data import NAME_PATTERN, load_multitask_dataset
+    from medsight.tasks.multitask.pipeline import plan_multitask
+    from medsight.transforms.cache import preprocess_dataset
 
     base = out / "shared"
     if not (base / "plans.json").is_file():
         plan_multitask(args.data, base, label_from_name=NAME_PATTERN, base_filters=args.base_filters, max_size=args.max_size)
-    from medsight.multitask.plan import MultitaskPlan
+    from medsight.tasks.multitask.plan import MultitaskPlan
 
     plan = MultitaskPlan.load(base / "plans.json")
     data = load_multitask_dataset(args.data, label_from_name=NAME_PATTERN)
@@ -59,10 +59,10 @@ def _prepare(out: Path, args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def _run(out: Path, base: Path, arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    from medsight.multitask.data import NAME_PATTERN
-    from medsight.multitask.pipeline import train_multitask
-    from medsight.multitask.plan import MultitaskPlan
-    from medsight.train.trainer import TrainConfig
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.multitask.data import NAME_PATTERN
+    from medsight.tasks.multitask.pipeline import train_multitask
+    from medsight.tasks.multitask.plan import MultitaskPlan
 
     run = out / f"{arm}_seed{seed}"
     done = run / "benchmark_result.json"
@@ -74,7 +74,7 @@ def _run(out: Path, base: Path, arm: str, seed: int, args: argparse.Namespace) -
     MultitaskPlan.load(base / "plans.json").with_changes(tasks=ARMS[arm]).save(run / "plans.json")
     shutil.copyfile(base / "splits.json", run / "splits.json")
     (run / "preprocessed").symlink_to((base / "preprocessed").resolve(), target_is_directory=True)
-    config = TrainConfig(time_budget_s=None if args.epochs else args.budget, epochs=args.epochs, seed=seed, device="cpu",
+    config = RunOptions(time_budget_s=None if args.epochs else args.budget, epochs=args.epochs, seed=seed, device="cpu",
                          num_threads=args.threads, val_every=args.val_every)
     t0 = time.perf_counter()
     summary = train_multitask(args.data, run, folds=[0], config=config, num_folds=3, label_from_name=NAME_PATTERN)
@@ -111,7 +111,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here too (e.g. docs/results/multitask_montgomery_cpu.json)")
     args = ap.parse_args()
 
-    from medsight.cli.segmentation import parse_duration
+    from medsight.cli.common import parse_duration
 
     args.budget = parse_duration(args.budget)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -120,7 +120,7 @@ def main() -> int:
     load_before = os.getloadavg()
     base, _ = _prepare(args.out, args)
     runs = [_run(args.out, base, arm, seed, args) for seed in seeds for arm in arms]
-    from medsight.multitask.plan import MultitaskPlan
+    from medsight.tasks.multitask.plan import MultitaskPlan
 
     plan = MultitaskPlan.load(base / "plans.json")
     splits = json.loads((base / "splits.json").read_text())

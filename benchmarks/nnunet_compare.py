@@ -13,7 +13,7 @@ Then, from the repository root (``../shared/data`` beside it)::
 
 ``preprocess``: wall time of each tool's own commands, run as subprocesses (interpreter start-up included on both
 sides), alternating over ``--repeats`` rounds into fresh folders: medsight's fingerprint + plan (``medsight plan``) and
-preprocessing (:func:`medsight.preprocess.cache.preprocess_dataset`), nnU-Net's ``nnUNetv2_extract_fingerprint`` +
+preprocessing (:func:`medsight.transforms.cache.preprocess_dataset`), nnU-Net's ``nnUNetv2_extract_fingerprint`` +
 ``nnUNetv2_plan_experiment`` and ``nnUNetv2_preprocess -c 3d_fullres``, each with ``--workers`` processes. Medians and
 cases/s are reported.
 
@@ -140,7 +140,7 @@ def _timed(cmd: list[str], *, env: dict[str, str] | None = None, log: Path) -> f
 
 def _medsight_preprocess_cmd(run: Path, workers: int) -> list[str]:
     code = ("import sys; from pathlib import Path; from medsight.data.dataset import load_dataset; "
-            "from medsight.plan.planner import Plan; from medsight.preprocess.cache import preprocess_dataset; "
+            "from medsight.tasks.segmentation.plan import Plan; from medsight.transforms.cache import preprocess_dataset; "
             "run = Path(sys.argv[1]); preprocess_dataset(load_dataset(sys.argv[2]), Plan.load(run / 'plans.json'), "
             "run / 'preprocessed', workers=int(sys.argv[3]))")
     return [sys.executable, "-c", code, str(run), str(HIPPO), str(workers)]
@@ -196,8 +196,8 @@ def _score(pred_dir: Path, val_ids: list[str], work: Path, name: str) -> dict:
 
 
 def bench_train(args: argparse.Namespace) -> dict:
-    from medsight.cli.segmentation import parse_duration
-    from medsight.tasks.splits import kfold
+    from medsight.cli.common import parse_duration
+    from medsight.data.splits import kfold
 
     budget = parse_duration(args.budget)
     nn_bin = Path(args.nnunet_venv) / "bin"

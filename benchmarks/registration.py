@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from medsight.cli.segmentation import parse_duration
+from medsight.cli.common import parse_duration
 from medsight.data.dataset import load_case, load_dataset
-from medsight.registration.classical import register_images
-from medsight.registration.evaluate import evaluate_pair
-from medsight.registration.learned import load_registration_model, predict_transform, train_registration
-from medsight.registration.transforms import warp_image
-from medsight.train.trainer import TrainConfig
+from medsight.engine.config import RunOptions
+from medsight.tasks.registration.classical import register_images
+from medsight.tasks.registration.evaluate import evaluate_pair
+from medsight.tasks.registration.learned import load_registration_model, predict_transform, train_registration
+from medsight.tasks.registration.transforms import warp_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "msd_task04_hippocampus_cropped"
@@ -52,7 +52,7 @@ def main() -> None:
 
     budget = parse_duration(args.budget)
     t0 = time.perf_counter()
-    summary = train_registration(args.data, args.out, config=TrainConfig(time_budget_s=budget, seed=0, resume=True), folds=[0], case_ids=pool)
+    summary = train_registration(args.data, args.out, config=RunOptions(time_budget_s=budget, seed=0, resume=True), folds=[0], case_ids=pool)
     wall_seconds = time.perf_counter() - t0
     trained = summary["trained_now"]["0"]
     model, plan = load_registration_model(args.out)

@@ -46,12 +46,12 @@ def main() -> int:
     ap.add_argument("--evaluate-only", action="store_true", help="reuse the trained run in --out; only predict and score")
     args = ap.parse_args()
 
-    from medsight.cli.segmentation import parse_duration
-    from medsight.tasks.segmentation import predict, train
-    from medsight.train.trainer import TrainConfig
+    from medsight.cli.common import parse_duration
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.segmentation.pipeline import predict, train
 
     out = Path(args.out or ROOT / "runs" / f"bench_{args.dataset}")
-    config = TrainConfig(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations,
+    config = RunOptions(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations,
                          precision=args.precision)
     t0 = time.time()
     fold: list[int] | str = "all" if args.dataset == "drive" else [0]
@@ -62,7 +62,7 @@ def main() -> int:
         summary["trained_now"] = {key: {"epochs": int(rows[-1]["epoch"]), "seconds": float(rows[-1]["seconds"])}}
         if fold != "all":
             from medsight.data.dataset import load_dataset
-            from medsight.tasks.segmentation import validate_fold
+            from medsight.tasks.segmentation.pipeline import validate_fold
 
             val_ids = json.loads((out / "splits.json").read_text())[0]["val"]
             summary["trained_now"]["0"]["validation"] = validate_fold(load_dataset(DATASETS[args.dataset]), out,

@@ -52,18 +52,18 @@ def _free_port() -> int:
 def _tiny_run(work: Path) -> Path:
     """A one-step 3D segmentation run on phantoms (a few seconds)."""
     from medsight.data.synthetic import write_phantom_dataset
-    from medsight.tasks.segmentation import train
-    from medsight.train.trainer import TrainConfig
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.segmentation.pipeline import train
 
     ds = write_phantom_dataset(work / "phantoms", num_cases=4, shape=(24, 32, 28), spacing=(2.0, 2.0, 2.0), seed=0)
     run = work / "runs" / "phantom3d"
-    train(ds, run, folds=[0], config=TrainConfig(epochs=1, iterations_per_epoch=1, seed=0, device="cpu"), base_filters=4)
+    train(ds, run, folds=[0], config=RunOptions(epochs=1, iterations_per_epoch=1, seed=0, device="cpu"), base_filters=4)
     return run
 
 
 def _volume(work: Path, shape: tuple[int, ...]) -> Path:
     """A synthetic MR-like volume of ``shape`` (1 mm voxels) as NIfTI."""
-    from medsight.data.image import Image
+    from medsight.core.image import Image
     from medsight.io import write_image
 
     rng = np.random.default_rng(0)

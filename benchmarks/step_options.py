@@ -38,8 +38,8 @@ def _plan():
 
 class Option:
     def __init__(self, name: str, plan, threads: int) -> None:
-        from medsight.models import create_model
-        from medsight.train.trainer import SegmentationLoss, network_args
+        from medsight.models.registry import create_model
+        from medsight.tasks.segmentation.trainer import SegmentationLoss, network_args
 
         self.name = name
         torch.manual_seed(0)

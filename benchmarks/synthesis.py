@@ -48,9 +48,9 @@ DRIVE = DATA / "drive"
 
 
 def _config(seed: int, epochs: int, iterations: int, threads: int) -> Any:
-    from medsight.train.trainer import TrainConfig
+    from medsight.engine.config import RunOptions
 
-    return TrainConfig(epochs=epochs, iterations_per_epoch=iterations, seed=seed, device="cpu", num_threads=threads)
+    return RunOptions(epochs=epochs, iterations_per_epoch=iterations, seed=seed, device="cpu", num_threads=threads)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -82,7 +82,7 @@ def breast_subset(out: Path, fraction: float, seed: int) -> Path:
 
 
 def breast_arm(data: Path, run: Path, args: argparse.Namespace, seed: int, synthetic: Path | None) -> dict[str, Any]:
-    from medsight.tasks.classification import predict_classification, train_classification
+    from medsight.tasks.classification.pipeline import predict_classification, train_classification
 
     summary, seconds = _timed(train_classification, data, run, folds=[0], network=args.model, synthetic=synthetic,
                               synthetic_ratio=args.ratio, config=_config(seed, args.train_epochs, args.train_iterations, args.threads))
@@ -112,7 +112,7 @@ def drive_subset(out: Path, images: int, seed: int) -> Path:
 
 def drive_arm(data: Path, run: Path, args: argparse.Namespace, seed: int, synthetic: Path | None) -> dict[str, Any]:
     from medsight.evaluate.folders import evaluate_folders
-    from medsight.tasks.segmentation import plan_dataset, predict, train
+    from medsight.tasks.segmentation.pipeline import plan_dataset, predict, train
 
     if not (run / "plans.json").is_file():  # a smaller voxel budget than the CPU default: more steps in a short budget
         plan_dataset(data, run, voxel_budget=args.voxel_budget)
@@ -130,8 +130,8 @@ def drive_arm(data: Path, run: Path, args: argparse.Namespace, seed: int, synthe
 # ---------------------------------------------------------------------------------------------- quality
 def _features(model: torch.nn.Module, plan: Any, images: np.ndarray) -> np.ndarray:
     """Penultimate features of the classifier for uint8 images ``(N, H, W)``, preprocessed as for prediction."""
-    from medsight.data.image import Image
-    from medsight.preprocess.classification import prepare_image
+    from medsight.core.image import Image
+    from medsight.transforms.classification import prepare_image
 
     x = torch.from_numpy(np.stack([prepare_image(Image(im[None]), plan) for im in images]))
     with torch.no_grad():
@@ -140,11 +140,11 @@ def _features(model: torch.nn.Module, plan: Any, images: np.ndarray) -> np.ndarr
 
 def breast_quality(out: Path, gan_dirs: dict[int, Path], subsets: dict[int, Path], args: argparse.Namespace) -> dict[str, Any]:
     """FID-style distance and precision/recall in the features of a classifier trained on the full training split."""
-    from medsight.plan.classification import load_plan
-    from medsight.synthesis.quality import frechet_distance, precision_recall_coverage
-    from medsight.synthesis.sample import sample_gan
-    from medsight.tasks.classification import predict_classification, train_classification
-    from medsight.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from medsight.tasks.classification.pipeline import predict_classification, train_classification
+    from medsight.tasks.classification.plan import load_plan
+    from medsight.tasks.synthesis.quality import frechet_distance, precision_recall_coverage
+    from medsight.tasks.synthesis.sample import sample_gan
 
     run = out / "feature_classifier"
     _, seconds = _timed(train_classification, BREAST, run, folds=[0], network="smallcnn",
@@ -179,8 +179,8 @@ def breast_quality(out: Path, gan_dirs: dict[int, Path], subsets: dict[int, Path
 
 # ---------------------------------------------------------------------------------------------- main
 def run_seed(regime: str, seed: int, out: Path, args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
-    from medsight.synthesis.pipeline import train_gan
-    from medsight.synthesis.sample import sample_gan
+    from medsight.tasks.synthesis.pipeline import train_gan
+    from medsight.tasks.synthesis.sample import sample_gan
 
     work = out / f"seed{seed}"
     data = breast_subset(work, args.fraction, seed) if regime == "breastmnist" else drive_subset(work, args.images, seed)

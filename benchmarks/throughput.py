@@ -45,8 +45,8 @@ def _prepare(cases: int, work: Path, dataset: str = "hippocampus"):
     """Plan (CPU width) and preprocess ``cases`` Hippocampus cases (copied) or the 20 DRIVE training images (in
     place); returns (plan, cache, ids)."""
     from medsight.data.dataset import load_dataset
-    from medsight.preprocess.cache import CaseCache, preprocess_dataset
-    from medsight.tasks.segmentation import plan_dataset
+    from medsight.tasks.segmentation.pipeline import plan_dataset
+    from medsight.transforms.cache import CaseCache, preprocess_dataset
 
     src = SOURCES[dataset]
     if dataset == "hippocampus":
@@ -62,8 +62,8 @@ def _prepare(cases: int, work: Path, dataset: str = "hippocampus"):
 
 
 def _model_and_opt(plan):
-    from medsight.models import create_model
-    from medsight.train.trainer import SegmentationLoss, network_args
+    from medsight.models.registry import create_model
+    from medsight.tasks.segmentation.trainer import SegmentationLoss, network_args
 
     torch.manual_seed(0)
     model = create_model(plan.network.name, **network_args(plan))
@@ -92,7 +92,7 @@ def _run(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], plan, steps: int,
 
 
 def medsight_batches(plan, cache, ids) -> tuple[Iterator, object]:
-    from medsight.train.sampler import PatchSampler, Prefetcher
+    from medsight.transforms.sampler import PatchSampler, Prefetcher
 
     sampler = PatchSampler(cache, ids, tuple(plan.patch_size), plan.batch_size, augment=plan.augment,
                            foreground_fraction=plan.training.foreground_fraction, seed=0)

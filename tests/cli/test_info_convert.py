@@ -12,7 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from medsight.cli.app import main
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.io import read_image, write_image
 from medsight.io.dicom import read_dicom
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from medsight.cli.app import main
-from medsight.data.image import Image
-from medsight.evaluate.lesions import detect_lesions, froc, match_case
+from medsight.core.image import Image
 from medsight.io import write_image
+from medsight.metrics.lesions import detect_lesions, froc, match_case
 
 SHAPE = (2, 20, 40)  # two slices (lesions in the first), so that NIfTI keeps them 3D
 

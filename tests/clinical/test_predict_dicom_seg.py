@@ -9,17 +9,17 @@ import highdicom as hd
 import pytest
 
 from medsight.cli.app import main
+from medsight.engine.config import RunOptions
 from medsight.io import read_image
 from medsight.io.dicom_seg import read_dicom_seg
-from medsight.tasks.segmentation import train
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.segmentation.pipeline import train
 
 
 @pytest.mark.slow
 def test_predict_writes_a_seg_for_a_dicom_series(phantom3d_dataset: Path, shared_data: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    train(phantom3d_dataset, run, folds=[0], config=TrainConfig(epochs=1, iterations_per_epoch=1, seed=0,
+    train(phantom3d_dataset, run, folds=[0], config=RunOptions(epochs=1, iterations_per_epoch=1, seed=0,
                                                                  device="cpu"), base_filters=4)
     series = tmp_path / "volume"  # 4 of the 24 slices keep the prediction short
     series.mkdir()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medsight.cli.app import main
-from medsight.data.image import Image, SourceInfo
+from medsight.core.image import Image, SourceInfo
 from medsight.evaluate.quantify import longest_diameter, quantify
 from medsight.io import write_image
 

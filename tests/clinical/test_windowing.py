@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from medsight.cli.app import main
-from medsight.data.image import Image
+from medsight.core.display import WINDOW_PRESETS, apply_window, resolve_window
+from medsight.core.image import Image
 from medsight.errors import MedsightError
-from medsight.evaluate.overlay import to_display
 from medsight.io import read_image, write_image
-from medsight.plan.planner import Normalization
-from medsight.preprocess.intensity import normalize_channel
-from medsight.preprocess.windowing import WINDOW_PRESETS, apply_window, resolve_window
+from medsight.report.overlay import to_display
+from medsight.transforms.config import Normalization
+from medsight.transforms.intensity import normalize_channel
 
 
 def test_presets_and_custom_windows() -> None:

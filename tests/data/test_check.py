@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medsight.core.image import Image
 from medsight.data.check import KINDS, CheckReport, Problem, check_dataset, infer_spec_json, nifti_integrity
 from medsight.data.dataset import CaseRef, DatasetSpec, load_dataset
-from medsight.data.image import Image
 from medsight.errors import MedsightError
 from medsight.io import read_image, write_image
 

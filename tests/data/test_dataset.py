@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medsight.core.image import Image
 from medsight.data.dataset import CaseRef, DatasetSpec, load_case, load_dataset
-from medsight.data.image import Image
 from medsight.errors import MedsightError
 from medsight.io import write_image
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsight.data import Case, Image, SourceInfo
+from medsight.core.case import Case
+from medsight.core.image import Image, SourceInfo
 
 
 def _rotation_z(deg: float) -> np.ndarray:

@@ -18,9 +18,9 @@ import torch
 from PIL import Image as PILImage
 
 from medsight.data.synthetic import write_phantom_dataset
-from medsight.train.trainer import TrainConfig
+from medsight.engine.config import RunOptions
 
-FAST = TrainConfig(epochs=1, iterations_per_epoch=2, seed=0, device="cpu")
+FAST = RunOptions(epochs=1, iterations_per_epoch=2, seed=0, device="cpu")
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -46,7 +46,7 @@ def phantom3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="package")
 def seg3d_run(phantom3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3D DynUNet (4 base filters) trained 2 steps on :func:`phantom3d`, fold 0."""
-    from medsight.tasks.segmentation import train
+    from medsight.tasks.segmentation.pipeline import train
 
     run = tmp_path_factory.mktemp("r3") / "run"
     train(phantom3d, run, folds=[0], config=FAST, base_filters=4)
@@ -56,7 +56,7 @@ def seg3d_run(phantom3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="package")
 def seg2d_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2D DynUNet trained 2 steps on six 64x64 PNG phantoms."""
-    from medsight.tasks.segmentation import train
+    from medsight.tasks.segmentation.pipeline import train
 
     root = tmp_path_factory.mktemp("d2")
     ds = write_phantom_dataset(root / "phantom2d", num_cases=6, shape=(64, 64), seed=100, file_ending=".png")
@@ -85,7 +85,7 @@ def cls_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="package")
 def cls_run(cls_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN with a tabular branch trained 2 steps on :func:`cls_csv`, fold 0 (calibrated, thresholded)."""
-    from medsight.tasks.classification import train_classification
+    from medsight.tasks.classification.pipeline import train_classification
 
     run = tmp_path_factory.mktemp("rc") / "run"
     train_classification(cls_csv, run, folds=[0], config=FAST, network="smallcnn", tabular=["age"])

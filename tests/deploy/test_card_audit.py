@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from medsight.cli.app import main
+from medsight.core.hashing import sha256_file
 from medsight.deploy.audit import AUDIT_ENV, append_record, audit_log_path
-from medsight.deploy.card import build_model_card
-from medsight.deploy.hashing import sha256_file
+from medsight.report.card import build_model_card
+from medsight.tasks import load_run_plan
 
 from .conftest import copy_run
 
@@ -39,7 +40,7 @@ def test_training_writes_a_model_card(seg3d_run: Path) -> None:
 
 
 def test_classification_card_has_metrics_with_intervals(cls_run: Path) -> None:
-    card = build_model_card(cls_run)
+    card = build_model_card(cls_run, load_run_plan(cls_run))
     assert card["model"]["classes"] == ["lesion", "normal"] and card["training_data"]["class_counts"] == {"lesion": 12, "normal": 12}
     auc = card["validation"]["metrics"]["auc"]
     assert 0 <= auc["value"] <= 1 and auc["ci95"] is not None and isinstance(card["validation"]["thresholds"], float)

@@ -20,15 +20,16 @@ import torch
 from PIL import Image as PILImage
 
 from medsight.cli.app import main
-from medsight.data.case import Case
+from medsight.core.case import Case
 from medsight.deploy.export import export_run
-from medsight.deploy.networks import OnnxNetwork, make_session
-from medsight.deploy.runtime import load_networks, segmentation_predictor
+from medsight.engine.networks import OnnxNetwork, make_session
+from medsight.engine.runtime import load_networks
 from medsight.errors import MedsightError
 from medsight.io import read_image
-from medsight.preprocess.cache import preprocess_case
-from medsight.tasks.classification import predict_classification
-from medsight.tasks.segmentation import predict
+from medsight.tasks.classification.pipeline import predict_classification
+from medsight.tasks.segmentation.pipeline import predict
+from medsight.tasks.segmentation.predictor import segmentation_predictor
+from medsight.transforms.cache import preprocess_case
 
 PROB_TOL = 1e-3
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from medsight.cli.app import main
-from medsight.data.image import Image, SourceInfo
-from medsight.deploy.sanity import check_input, intensity_range
+from medsight.core.image import Image, SourceInfo
+from medsight.data.sanity import check_input, intensity_range
 from medsight.errors import MedsightError
 from medsight.io import read_image, write_image
-from medsight.plan.planner import Normalization, Plan
+from medsight.tasks.segmentation.plan import Plan
+from medsight.transforms.config import Normalization
 
 
 @pytest.fixture

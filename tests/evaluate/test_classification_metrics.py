@@ -12,7 +12,7 @@ import pytest
 from scipy.special import expit, logit, softmax
 
 from medsight.errors import MedsightError
-from medsight.evaluate.classification import (
+from medsight.metrics.classification import (
     CI_METRICS,
     apply_temperature,
     average_precision,
@@ -20,13 +20,10 @@ from medsight.evaluate.classification import (
     classification_metrics,
     expected_calibration_error,
     fit_temperature,
-    plot_confusion,
-    plot_precision_recall,
-    plot_reliability,
-    plot_roc,
     predicted_labels,
     roc_curve_points,
 )
+from medsight.report.plots import plot_confusion, plot_precision_recall, plot_reliability, plot_roc
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A hand-checked binary set: 5 positives, 5 negatives; 23 of the 25 (positive, negative) pairs are ordered.
@@ -378,13 +375,12 @@ def test_plots_survive_a_single_class_and_reject_a_wrong_matrix(tmp_path, strict
 
 def test_weighted_bootstrap_auc_equals_the_exact_auc_on_repeated_cases():
     # a resample is case weights; check the weighted AUC against the exact AUC of the repeated cases
-    from medsight.evaluate.classification import _weighted_auc
-    from medsight.evaluate.metrics import roc_auc
+    from medsight.metrics.auc import roc_auc, weighted_auc
 
     rng = np.random.default_rng(10)
     scores = np.round(rng.random(50), 1)
     target = rng.random(50) < 0.4
     weights = rng.integers(0, 4, size=(50, 3)).astype(float)
-    got = _weighted_auc(weights, scores, target)
+    got = weighted_auc(weights, scores, target)
     for b, w in enumerate(weights.T.astype(int)):
         assert got[b] == pytest.approx(roc_auc(np.repeat(scores, w), np.repeat(target, w)))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image as PILImage
 
 from medsight.cli import app
-from medsight.cli.evaluate import parse_labels
+from medsight.cli.common import parse_labels
 from medsight.errors import MedsightError
 
 

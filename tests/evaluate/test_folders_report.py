@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from medsight.data.image import Image
+from medsight.core.display import LABEL_COLOURS
+from medsight.core.image import Image
+from medsight.engine.curves import plot_curves
 from medsight.errors import InputNotFoundError, MedsightError
-from medsight.evaluate.folders import evaluate_folders, read_per_case
-from medsight.evaluate.overlay import LABEL_COLOURS, best_slice, overlay_png, save_overlay
-from medsight.evaluate.report import case_index, plot_curves, write_report
+from medsight.evaluate.folders import evaluate_folders
 from medsight.io import write_image
+from medsight.metrics.summary import read_per_case
+from medsight.report.html import case_index
+from medsight.report.overlay import best_slice, overlay_png, save_overlay
+from medsight.report.segmentation import write_segmentation_report
 
 
 def _cube(shape, lo, hi, value=1, base=None):
@@ -206,7 +210,7 @@ def _fake_run(tmp_path, d):
 def test_report_with_curves_tables_and_rendered_overlays(tmp_path):
     d = _drive_like(tmp_path)
     run = _fake_run(tmp_path, d)
-    out = write_report(run, images=case_index(d["images"]))
+    out = write_segmentation_report(run, images=case_index(d["images"]))
     html = out.read_text()
     assert out == run / "report.html" and (run / "curves.png").is_file()
     assert "<table" in html and "Validation metrics" in html and "foreground" in html and " ± " in html
@@ -218,18 +222,18 @@ def test_report_with_curves_tables_and_rendered_overlays(tmp_path):
 def test_report_embeds_existing_overlays_and_tolerates_missing_pieces(tmp_path):
     empty = tmp_path / "empty_run"
     empty.mkdir()
-    html = write_report(empty).read_text()
+    html = write_segmentation_report(empty).read_text()
     assert html.count("not available") >= 4 and "<html" in html
 
     run = tmp_path / "run2"
     (run / "validation" / "overlays").mkdir(parents=True)
     save_overlay(run / "validation" / "overlays" / "case_a.png", np.zeros((6, 6)), np.eye(6, dtype=np.uint8))
     (run / "plans.json").write_text("{not json")
-    html = write_report(run).read_text()
+    html = write_segmentation_report(run).read_text()
     assert "data:image/png;base64," in html and "case_a" in html
     assert "plans.json could not be read" in html
     with pytest.raises(InputNotFoundError):
-        write_report(tmp_path / "missing")
+        write_segmentation_report(tmp_path / "missing")
 
 
 def test_report_renders_3d_cases_with_nnunet_image_names(nifti_folders, tmp_path):
@@ -245,15 +249,14 @@ def test_report_renders_3d_cases_with_nnunet_image_names(nifti_folders, tmp_path
         _nifti(images / f"case_{i:03d}_0000.nii.gz", np.random.default_rng(i).random((12, 16, 16)).astype(np.float32))
     index = case_index(images)
     assert index["case_001"].name == "case_001_0000.nii.gz"
-    html = write_report(run, images=index).read_text()
+    html = write_segmentation_report(run, images=index).read_text()
     assert html.count("data:image/png;base64,") == 2  # the two predicted cases; the missing one is not drawn
     assert "best: case_000" in html and "mean over labels" in html and "missing prediction" in html
 
 
 def test_report_finds_predictions_in_fold_folders(tmp_path):
     """The trainer pools validation metrics in run/validation but keeps predictions in fold_<k>/validation."""
-    from medsight.evaluate.folders import rows_to_csv
-    from medsight.evaluate.metrics import SegmentationEvaluator
+    from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
 
     d = _drive_like(tmp_path)
     run = tmp_path / "run"
@@ -269,5 +272,5 @@ def test_report_finds_predictions_in_fold_folders(tmp_path):
         ev.add(cid, pred, np.asarray(PILImage.open(refs[cid])) > 0)
     (run / "validation").mkdir()
     (run / "validation" / "per_case.csv").write_text(rows_to_csv(ev.rows))
-    html = write_report(run, images=case_index(d["images"]), references=refs).read_text()
+    html = write_segmentation_report(run, images=case_index(d["images"]), references=refs).read_text()
     assert html.count("data:image/png;base64,") == 3 and "best: " in html

@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 
 from medsight.errors import MedsightError
-from medsight.evaluate.metrics import (
-    SegmentationEvaluator,
-    binary_metrics,
-    case_metrics,
-    confusion_counts,
-    describe,
-    roc_auc,
-    summarize,
-    surface_distances,
-)
+from medsight.metrics.auc import roc_auc
+from medsight.metrics.segmentation import binary_metrics, case_metrics, confusion_counts, surface_distances
+from medsight.metrics.summary import SegmentationEvaluator, describe, summarize
 
 
 def _square(shape, lo, hi, value=1):

@@ -14,7 +14,7 @@ from torch import nn
 from medsight.errors import MedsightError
 from medsight.explain import grad_cam, montage_3d, occlusion, overlay_heatmap, segmentation_saliency
 from medsight.explain.render import montage_slices
-from medsight.models import create_model
+from medsight.models.registry import create_model
 
 SIZE = 48
 SQUARE = 8

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from medsight.infer.sliding_window import mirror_flips, sliding_window_probabilities, window_starts
+from medsight.engine.sliding_window import mirror_flips, sliding_window_probabilities, window_starts
 
 
 @pytest.mark.parametrize("size,patch,overlap", [(10, 4, 0.5), (11, 4, 0.5), (64, 16, 0.25), (5, 5, 0.5), (3, 8, 0.5),

@@ -483,7 +483,7 @@ def test_no_patient_identifiers_in_source(tmp_path: Path) -> None:
 
 def test_memory_guard_runs_before_stacking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_series(tmp_path / "s", n_slices=3)
-    monkeypatch.setattr("medsight.io.guard.available_memory_bytes", lambda: 100)
+    monkeypatch.setattr("medsight.core.guard.available_memory_bytes", lambda: 100)
     with pytest.raises(MedsightError, match="fits in memory"):
         read_dicom(tmp_path / "s")
 

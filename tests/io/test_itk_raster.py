@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image as PILImage
 
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.errors import MedsightError
 from medsight.io import read_image, write_image
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from medsight.errors import MedsightError
-from medsight.models import create_model
 from medsight.models.classifiers import Classifier, vit_patch_size
+from medsight.models.registry import create_model
 
 BATCH = 2
 CLASSES = 3

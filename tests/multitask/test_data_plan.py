@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from medsight.errors import MedsightError
-from medsight.multitask.data import NAME_PATTERN, load_multitask_dataset, write_labels_csv
-from medsight.multitask.pipeline import plan_multitask
-from medsight.multitask.plan import MultitaskPlan
-from medsight.multitask.synthetic import write_multitask_dataset
-from medsight.plan.classification import load_plan
+from medsight.tasks import load_run_plan as load_plan
+from medsight.tasks.multitask.data import NAME_PATTERN, load_multitask_dataset, write_labels_csv
+from medsight.tasks.multitask.pipeline import plan_multitask
+from medsight.tasks.multitask.plan import MultitaskPlan
+from medsight.tasks.multitask.synthetic import write_multitask_dataset
 
 
 @pytest.fixture

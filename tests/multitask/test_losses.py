@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from medsight.models.multitask import MultitaskOutput
-from medsight.multitask.heatmap import centre_focal_loss, centre_heatmap, find_peaks
-from medsight.multitask.losses import MultitaskLoss, task_weights
-from medsight.multitask.plan import MultitaskPlan
-from medsight.plan.planner import NetworkConfig, Normalization
-from medsight.train.trainer import SegmentationLoss
+from medsight.tasks.multitask.heatmap import centre_focal_loss, centre_heatmap, find_peaks
+from medsight.tasks.multitask.losses import MultitaskLoss, task_weights
+from medsight.tasks.multitask.plan import MultitaskPlan
+from medsight.tasks.segmentation.plan import NetworkConfig
+from medsight.tasks.segmentation.trainer import SegmentationLoss
+from medsight.transforms.config import Normalization
 
 
 def _plan(**changes) -> MultitaskPlan:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from medsight.errors import MedsightError
-from medsight.models import create_model
 from medsight.models.multitask import ClassificationView, MultitaskUNet, SegmentationView
-from medsight.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from medsight.models.registry import create_model
 
 TOPOLOGY = {
     2: {"kernels": [[3, 3]] * 3, "strides": [[1, 1], [2, 2], [2, 2]], "filters": [4, 8, 16]},

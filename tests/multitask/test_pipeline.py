@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from medsight.cli.app import main
+from medsight.engine.config import RunOptions
 from medsight.io import read_image
-from medsight.multitask.data import load_multitask_dataset
-from medsight.multitask.pipeline import plan_multitask, train_multitask
-from medsight.multitask.predict import predict_multitask
-from medsight.multitask.sampler import MultitaskCache, MultitaskSampler
-from medsight.multitask.synthetic import write_multitask_dataset
-from medsight.preprocess.cache import preprocess_dataset
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.multitask.data import load_multitask_dataset
+from medsight.tasks.multitask.pipeline import plan_multitask, train_multitask
+from medsight.tasks.multitask.predict import predict_multitask
+from medsight.tasks.multitask.sampler import MultitaskCache, MultitaskSampler
+from medsight.tasks.multitask.synthetic import write_multitask_dataset
+from medsight.transforms.cache import preprocess_dataset
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -86,7 +86,7 @@ def test_cli_train_predict_report_2d(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_train_predict_3d_with_fixed_weights(tmp_path: Path) -> None:
     root = write_multitask_dataset(tmp_path / "mt3d", num_cases=6, shape=(12, 16, 16))
     run = tmp_path / "run"
-    summary = train_multitask(root, run, folds=[0], num_folds=3, config=TrainConfig(epochs=1, seed=0, device="cpu"),
+    summary = train_multitask(root, run, folds=[0], num_folds=3, config=RunOptions(epochs=1, seed=0, device="cpu"),
                               base_filters=4, loss_weighting="fixed")
     assert summary["trained_now"]["0"]["validation"]["cases"] == 2
     assert "weight_segmentation" not in _rows(run / "fold_0" / "metrics.csv")[0]

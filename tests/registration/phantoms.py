@@ -6,7 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.io.itk import from_sitk, to_sitk
 
 SIZE = 36

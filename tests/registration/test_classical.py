@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medsight.registration.classical import RegistrationConfig, linear_only, register_images
-from medsight.registration.evaluate import label_dice
-from medsight.registration.transforms import warp_image
+from medsight.tasks.registration.classical import RegistrationConfig, linear_only, register_images
+from medsight.tasks.registration.evaluate import label_dice
+from medsight.tasks.registration.transforms import warp_image
 
 from .phantoms import CENTRE, euler, max_point_error, moved, smooth_phantom
 

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from medsight.cli.app import main
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.io import read_image, write_image
 
 from .phantoms import euler, moved, smooth_phantom
@@ -44,7 +44,7 @@ def test_register_writes_transform_image_labels_and_report(pair: dict[str, Path]
     report = json.loads((out / "registration.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["rigid"] and report["transform"] == "transform.tfm"
     assert all(np.isfinite(s["metric_value"]) and s["seconds"] >= 0 for s in report["stages"])
-    from medsight.registration.evaluate import label_dice
+    from medsight.tasks.registration.evaluate import label_dice
 
     before = np.mean(list(label_dice(_arr(pair["moving_labels"]), _arr(pair["fixed_labels"]), [3, 7]).values()))
     assert report["folding_fraction"] == 0.0 and report["mean_dice"] > before + 0.2, (before, report["dice"])

@@ -12,7 +12,8 @@ import torch
 
 from medsight.cli.app import main
 from medsight.data.synthetic import write_phantom_dataset
-from medsight.registration.learned import (
+from medsight.engine.config import RunOptions
+from medsight.tasks.registration.learned import (
     RegistrationPlan,
     jacobian_of_ddf,
     load_registration_model,
@@ -20,7 +21,6 @@ from medsight.registration.learned import (
     predict_transform,
     train_registration,
 )
-from medsight.train.trainer import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_resume_after_the_last_epoch_trains_no_more(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
     data, run = tiny_run
     before = (run / "fold_0" / "metrics.csv").read_text()
-    summary = train_registration(data, run, config=TrainConfig(epochs=2, iterations_per_epoch=2, resume=True), folds=[0])
+    summary = train_registration(data, run, config=RunOptions(epochs=2, iterations_per_epoch=2, resume=True), folds=[0])
     assert summary["trained_now"]["0"]["epochs"] == 2 and (run / "fold_0" / "metrics.csv").read_text() == before
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from medsight.data.synthetic import write_phantom_dataset
-from medsight.tasks.segmentation import train
-from medsight.train.trainer import TrainConfig
+from medsight.engine.config import RunOptions
+from medsight.tasks.segmentation.pipeline import train
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_runs")
     ds3 = write_phantom_dataset(root / "ph3", num_cases=4, shape=(16, 20, 18), seed=3)
     ds2 = write_phantom_dataset(root / "ph2", num_cases=4, shape=(48, 48), seed=3, file_ending=".png")
-    cfg = TrainConfig(epochs=1, iterations_per_epoch=1, seed=0, device="cpu")
+    cfg = RunOptions(epochs=1, iterations_per_epoch=1, seed=0, device="cpu")
     train(ds3, root / "run3d", folds=[0], config=cfg, base_filters=4)
     train(ds2, root / "run2d", folds=[0], config=cfg, base_filters=4)
     return {"run3d": root / "run3d", "run2d": root / "run2d", "ref3d": ds3 / "labelsTr",

@@ -29,6 +29,8 @@ IMAGE3D_PIPELINE = ("convert {p} {out}/x.nii.gz", "predict {run3d} {p} {out}")
 IMAGE2D = ("info {p}", "convert {p} {out}/x.nii.gz", "predict {run2d} {p} {out}")
 DATASET = ("plan {p} --out {out}", "train {p} --out {out} --epochs 1 --iterations 1 --base-filters 4")
 DATASET_ALL = ("dataset check {p}", *DATASET)
+# classification datasets: --base-filters is a segmentation option, refused for them
+CLS_DATASET = ("plan {p} --out {out}", "train {p} --out {out} --epochs 1 --iterations 1")
 PREDICT3D = ("predict {p} {good3d} {out}",)
 EVALUATE = ("evaluate {p} {ref3d} --out {out}",)
 
@@ -506,7 +508,7 @@ def corpus(run3d: Path | None = None) -> list[Case]:
         Case("dataset_json_label_not_int", "dataset.json label value that is not an integer", _spec_label_not_int,
              DATASET_ALL, lambda p: "dataset.json"),
         Case("csv_missing_columns", "a CSV without image/label columns", _csv_missing_columns, DATASET_ALL),
-        Case("csv_missing_files", "a CSV naming images that do not exist", _csv_missing_files, DATASET),
+        Case("csv_missing_files", "a CSV naming images that do not exist", _csv_missing_files, CLS_DATASET),
         Case("csv_empty_labels", "a CSV whose label column is empty", _csv_empty_labels, DATASET),
         Case("npz_missing_arrays", "an NPZ without train_images/train_labels", _npz_missing_arrays, DATASET_ALL),
         Case("npz_object_arrays", "an NPZ holding pickled Python objects (refused, never unpickled)", _npz_pickled, DATASET_ALL),

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from medsight.cli.app import main
+from medsight.core import atomic
+from medsight.engine.checkpoint import load_checkpoint
 from medsight.errors import MedsightError
-from medsight.io import atomic
-from medsight.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.reliability
 
@@ -25,7 +25,7 @@ APPEND_ONLY = {"audit.jsonl"}
 
 @pytest.fixture
 def renamed(monkeypatch: pytest.MonkeyPatch) -> set[Path]:
-    """Record every target that :mod:`medsight.io.atomic` renames a temporary file onto."""
+    """Record every target that :mod:`medsight.core.atomic` renames a temporary file onto."""
     seen: set[Path] = set()
     real = os.replace
 

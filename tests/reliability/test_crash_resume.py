@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from medsight.cli.app import main
-from medsight.train.checkpoint import load_checkpoint
+from medsight.engine.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.reliability
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medsight.core import guard
 from medsight.errors import MedsightError
-from medsight.io import guard, read_image
+from medsight.io import read_image
 
 pytestmark = pytest.mark.reliability
 
@@ -29,7 +30,7 @@ def test_huge_header_is_refused_before_allocating(case: str, tmp_path: Path) -> 
 
 def test_prediction_refuses_a_volume_whose_probabilities_will_not_fit(tiny_runs: dict[str, Path],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from medsight.infer.predictor import Predictor
+    from medsight.tasks.segmentation.predictor import Predictor
 
     predictor = Predictor.from_run(tiny_runs["run3d"], tta=False)
     monkeypatch.setattr(guard, "available_memory_bytes", lambda: 1024**2)  # 1 MiB left
@@ -38,7 +39,7 @@ def test_prediction_refuses_a_volume_whose_probabilities_will_not_fit(tiny_runs:
 
 
 def test_in_memory_cache_is_checked_against_free_memory(tiny_runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from medsight.preprocess.cache import CaseCache
+    from medsight.transforms.cache import CaseCache
 
     folder = tiny_runs["run3d"] / "preprocessed"
     ids = sorted(p.stem for p in folder.glob("*.json") if not p.stem.startswith(("_", "index", "dataset")))

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from medsight.cli.app import main
+from medsight.engine.checkpoint import load_checkpoint
 from medsight.errors import MedsightError
-from medsight.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.reliability
 

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medsight.data.synthetic import write_phantom_dataset
+from medsight.engine.config import RunOptions
 from medsight.serve import ServeConfig, create_app
-from medsight.tasks.segmentation import train
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.segmentation.pipeline import train
 
 from .helpers import BASE_URL
 
@@ -25,7 +25,7 @@ def serve_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # 4 mm voxels: a DICOM series (0.7 x 0.7 x 13 mm) is resampled onto a small grid, so its prediction is quick
     ds3 = write_phantom_dataset(root / "ds3d", num_cases=4, shape=(24, 32, 28), spacing=(4.0, 4.0, 4.0), seed=0)
     ds2 = write_phantom_dataset(root / "ds2d", num_cases=4, shape=(48, 48), seed=1, file_ending=".png")
-    cfg = TrainConfig(epochs=1, iterations_per_epoch=1, seed=0, device="cpu")
+    cfg = RunOptions(epochs=1, iterations_per_epoch=1, seed=0, device="cpu")
     train(ds3, root / "runs" / "run3d", folds=[0], config=cfg, base_filters=4)
     train(ds2, root / "runs" / "run2d", folds=[0], config=cfg, base_filters=4)
     return {"runs": root / "runs", "run3d": root / "runs" / "run3d", "run2d": root / "runs" / "run2d",

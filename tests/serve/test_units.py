@@ -14,7 +14,7 @@ from fastapi import HTTPException
 from PIL import Image as PILImage
 
 from medsight.cli.app import main
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.io import write_image
 from medsight.serve.config import ServeConfig, is_loopback
 from medsight.serve.security import resolve_under_roots

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from medsight.engine.checkpoint import load_checkpoint
 from medsight.errors import MedsightError
-from medsight.synthesis.networks import build_gan
-from medsight.synthesis.pipeline import train_gan
-from medsight.synthesis.plan import load_gan_plan, upsamplings
-from medsight.train.checkpoint import load_checkpoint
+from medsight.tasks.synthesis.networks import build_gan
+from medsight.tasks.synthesis.pipeline import train_gan
+from medsight.tasks.synthesis.plan import load_gan_plan, upsamplings
 
 from .tiny import FAST, tiny_plan
 

@@ -11,20 +11,20 @@ import pytest
 import torch
 
 from medsight.cli.app import main
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.data.synthetic import write_phantom_dataset
+from medsight.engine.config import RunOptions
 from medsight.errors import MedsightError
-from medsight.preprocess.classification import ClassificationCache
-from medsight.synthesis.mix import check_ratio, load_synthetic
-from medsight.train.classification import ClassificationSampler
-from medsight.train.sampler import PatchSampler
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.classification.trainer import ClassificationSampler
+from medsight.transforms.classification import ClassificationCache
+from medsight.transforms.sampler import PatchSampler
+from medsight.transforms.synthetic import check_ratio, load_synthetic
 
 from .tiny import FAST, tiny_plan
 
 
 class _Cache:
-    """A stand-in for :class:`~medsight.preprocess.cache.CaseCache`: real cases hold 0s, synthetic ones 1s."""
+    """A stand-in for :class:`~medsight.transforms.cache.CaseCache`: real cases hold 0s, synthetic ones 1s."""
 
     def __init__(self, real: list[str], synthetic: list[str]) -> None:
         self.images = {c: np.full((1, 12, 12), float(c in synthetic), np.float32) for c in real + synthetic}
@@ -76,16 +76,16 @@ def test_ratio_and_task_are_checked(tmp_path: Path, tiny_npz: Path, capsys: pyte
 
 @pytest.mark.slow
 def test_segmentation_training_keeps_synthetic_cases_out_of_validation(tmp_path: Path) -> None:
-    from medsight.synthesis.pipeline import train_gan
-    from medsight.synthesis.sample import sample_gan
-    from medsight.tasks.segmentation import train
+    from medsight.tasks.segmentation.pipeline import train
+    from medsight.tasks.synthesis.pipeline import train_gan
+    from medsight.tasks.synthesis.sample import sample_gan
 
     data = write_phantom_dataset(tmp_path / "p2", num_cases=5, shape=(32, 32), seed=100, file_ending=".png")
     tiny_plan(data, tmp_path / "gan")
     train_gan(data, tmp_path / "gan", config=FAST)
     sample_gan(tmp_path / "gan", 3, tmp_path / "syn", seed=0)
     run = tmp_path / "run"
-    train(data, run, folds=[0], config=TrainConfig(epochs=1, iterations_per_epoch=2, device="cpu", num_threads=1),
+    train(data, run, folds=[0], config=RunOptions(epochs=1, iterations_per_epoch=2, device="cpu", num_threads=1),
           synthetic=tmp_path / "syn", synthetic_ratio=1.0)
     split = json.loads((run / "splits.json").read_text())[0]
     assert not any(c.startswith("synthetic_") for c in split["train"] + split["val"])
@@ -100,10 +100,10 @@ def test_segmentation_training_keeps_synthetic_cases_out_of_validation(tmp_path:
 def test_classification_trainer_draws_synthetic_cases_for_training_only(tiny_npz: Path, tmp_path: Path) -> None:
     from medsight.data.dataset import load_dataset
     from medsight.io import write_image
-    from medsight.preprocess.classification import preprocess_classification
-    from medsight.synthesis.mix import prepare_synthetic_classification
-    from medsight.tasks.classification import plan_classification
-    from medsight.train.classification import ClassificationTrainer
+    from medsight.tasks.classification.pipeline import plan_classification
+    from medsight.tasks.classification.trainer import ClassificationTrainer
+    from medsight.transforms.classification import preprocess_classification
+    from medsight.transforms.synthetic import prepare_synthetic_classification
 
     syn = tmp_path / "syn"
     (syn / "images").mkdir(parents=True)
@@ -119,7 +119,7 @@ def test_classification_trainer_draws_synthetic_cases_for_training_only(tiny_npz
     assert synthetic.labels.tolist() == [1] * 6  # mapped to the run's class index by name, not by its own order
     split = spec.predefined_split or {}
     trainer = ClassificationTrainer(plan, cache, split["train"], split["val"], tmp_path / "run" / "fold_0",
-                                    TrainConfig(epochs=1, iterations_per_epoch=2, device="cpu", num_threads=1),
+                                    RunOptions(epochs=1, iterations_per_epoch=2, device="cpu", num_threads=1),
                                     synthetic=synthetic, synthetic_ratio=1.0)
     image, target, _ = trainer.sampler.next_batch()
     assert set(target.tolist()) == {1} and float(image.abs().sum()) > 0  # training batches: synthetic only

@@ -14,12 +14,12 @@ from PIL import Image as PILImage
 from medsight.data.dataset import load_case, load_dataset
 from medsight.data.synthetic import write_phantom_dataset
 from medsight.errors import MedsightError
-from medsight.synthesis.data import condition_tensor
-from medsight.synthesis.networks import MaskGenerator
-from medsight.synthesis.pipeline import train_gan
-from medsight.synthesis.plan import load_gan_plan
-from medsight.synthesis.sample import Deformation, deform, sample_gan
-from medsight.synthesis.writers import MANIFEST
+from medsight.tasks.synthesis.data import condition_tensor
+from medsight.tasks.synthesis.networks import MaskGenerator
+from medsight.tasks.synthesis.pipeline import train_gan
+from medsight.tasks.synthesis.plan import load_gan_plan
+from medsight.tasks.synthesis.sample import Deformation, deform, sample_gan
+from medsight.transforms.synthetic import MANIFEST
 
 from .tiny import FAST, tiny_plan
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
+from medsight.core.image import Image
 from medsight.data.dataset import load_dataset
-from medsight.data.image import Image
 from medsight.data.synthetic import make_phantom
+from medsight.engine.config import RunOptions
 from medsight.io import write_image
-from medsight.synthesis.pipeline import gan_splits
-from medsight.synthesis.plan import GanPlan, make_gan_plan
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.synthesis.pipeline import gan_splits
+from medsight.tasks.synthesis.plan import GanPlan, make_gan_plan
 
 #: One thread: on a shared CPU more threads make these tiny networks slower, not faster.
-FAST = TrainConfig(epochs=1, iterations_per_epoch=2, seed=0, device="cpu", num_threads=1)
+FAST = RunOptions(epochs=1, iterations_per_epoch=2, seed=0, device="cpu", num_threads=1)
 
 
 def _shapes_image(label: int, rng: np.random.Generator, size: int) -> np.ndarray:

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image as PILImage
 
 from medsight.cli.app import main
+from medsight.core.image import Image
 from medsight.data.dataset import load_dataset
-from medsight.data.image import Image
+from medsight.data.splits import stratified_kfold
 from medsight.io import write_image
-from medsight.plan.classification import load_plan
-from medsight.tasks.splits import stratified_kfold
+from medsight.tasks.classification.plan import load_plan
 
 SIZE = 24
 

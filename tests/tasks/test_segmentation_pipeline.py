@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from medsight.cli.app import main
-from medsight.data.image import Image
-from medsight.infer.predictor import Predictor
+from medsight.core.image import Image
+from medsight.engine.config import RunOptions
 from medsight.io import read_image, write_image
-from medsight.tasks.segmentation import plan_dataset, predict, train
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.segmentation.pipeline import plan_dataset, predict, train
+from medsight.tasks.segmentation.predictor import Predictor
 
-FAST = TrainConfig(epochs=1, iterations_per_epoch=2, seed=0, device="cpu")
+FAST = RunOptions(epochs=1, iterations_per_epoch=2, seed=0, device="cpu")
 
 
-def _train(dataset: Path, run: Path, folds=(0,), config: TrainConfig = FAST) -> dict:
+def _train(dataset: Path, run: Path, folds=(0,), config: RunOptions = FAST) -> dict:
     return train(dataset, run, folds=list(folds), config=config, base_filters=4)
 
 
@@ -80,7 +80,7 @@ def test_2d_png_in_png_out(phantom2d_dataset: Path, tmp_path: Path) -> None:
 def test_resume_continues_epochs(phantom3d_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     _train(phantom3d_dataset, run)
-    cfg = TrainConfig(epochs=2, iterations_per_epoch=2, seed=0, device="cpu", resume=True)
+    cfg = RunOptions(epochs=2, iterations_per_epoch=2, seed=0, device="cpu", resume=True)
     _train(phantom3d_dataset, run, config=cfg)
     rows = list(csv.DictReader((run / "fold_0" / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
@@ -89,7 +89,7 @@ def test_resume_continues_epochs(phantom3d_dataset: Path, tmp_path: Path) -> Non
 def test_same_seed_same_losses(phantom3d_dataset: Path, tmp_path: Path) -> None:
     losses = []
     for name in ("a", "b"):
-        _train(phantom3d_dataset, tmp_path / name, config=TrainConfig(epochs=1, iterations_per_epoch=3, seed=7, device="cpu"))
+        _train(phantom3d_dataset, tmp_path / name, config=RunOptions(epochs=1, iterations_per_epoch=3, seed=7, device="cpu"))
         losses.append(next(csv.DictReader((tmp_path / name / "fold_0" / "metrics.csv").open()))["train_loss"])
     assert losses[0] == losses[1]
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from medsight.augment.pipeline import augment_batch, draw_params
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from medsight.engine.schedule import lr_at
 from medsight.errors import MedsightError
-from medsight.plan.planner import AugmentConfig
-from medsight.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from medsight.train.schedule import lr_at
+from medsight.transforms.augment import augment_batch, draw_params
+from medsight.transforms.config import AugmentConfig
 
 
 class _Evil:
@@ -34,7 +34,7 @@ def test_malicious_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    from medsight.models import create_model
+    from medsight.models.registry import create_model
 
     args = {"spatial_dims": 2, "in_channels": 1, "out_channels": 2, "kernels": [[3, 3]] * 3, "strides": [[1, 1], [2, 2], [2, 2]],
             "filters": [4, 8, 16], "deep_supervision": False}
@@ -48,7 +48,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_unknown_model_suggests() -> None:
-    from medsight.models import create_model
+    from medsight.models.registry import create_model
 
     with pytest.raises(MedsightError, match="did you mean 'dynunet'"):
         create_model("dynunett", spatial_dims=2, in_channels=1, out_channels=2)

@@ -28,15 +28,16 @@ def _rank_main(rank: int, world: int, port: int, run: str, queue: mp.Queue) -> N
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from medsight.plan.planner import Plan
-    from medsight.preprocess.cache import CaseCache
-    from medsight.train import distributed
-    from medsight.train.trainer import SegmentationTrainer, TrainConfig
+    from medsight.engine import distributed
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.segmentation.plan import Plan
+    from medsight.tasks.segmentation.trainer import SegmentationTrainer
+    from medsight.transforms.cache import CaseCache
 
     plan = Plan.load(Path(run) / "plans.json")
     ids = sorted(p.stem for p in (Path(run) / "preprocessed").glob("*.npy") if not p.stem.endswith(("_seg", "_fg")))
     trainer = SegmentationTrainer(plan, CaseCache(Path(run) / "preprocessed", ids), ids[:3], ids[3:], Path(run) / "fold_0",
-                                  TrainConfig(epochs=2, iterations_per_epoch=3, seed=0, device="cpu"))
+                                  RunOptions(epochs=2, iterations_per_epoch=3, seed=0, device="cpu"))
     trainer.fit()
     state = trainer.model.state_dict()
     digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for v in state.values())).hexdigest()
@@ -47,8 +48,8 @@ def _rank_main(rank: int, world: int, port: int, run: str, queue: mp.Queue) -> N
 @pytest.mark.slow
 def test_two_cpu_ranks_keep_identical_weights_and_sample_differently(tmp_path: Path) -> None:
     from medsight.data.dataset import load_dataset
-    from medsight.preprocess.cache import preprocess_dataset
-    from medsight.tasks.segmentation import plan_dataset
+    from medsight.tasks.segmentation.pipeline import plan_dataset
+    from medsight.transforms.cache import preprocess_dataset
 
     ds = write_phantom_dataset(tmp_path / "ds", num_cases=4, shape=(16, 20, 18), seed=3)
     run = tmp_path / "run"

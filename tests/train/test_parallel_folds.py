@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from medsight.cli.app import main
+from medsight.engine.checkpoint import load_checkpoint
+from medsight.engine.config import RunOptions
+from medsight.engine.parallel import parse_devices, train_folds_in_parallel
 from medsight.errors import MedsightError
-from medsight.tasks.segmentation import train
-from medsight.train.checkpoint import load_checkpoint
-from medsight.train.parallel import parse_devices, train_folds_in_parallel
-from medsight.train.trainer import TrainConfig
+from medsight.tasks.segmentation.pipeline import train
 
-FAST = TrainConfig(epochs=1, iterations_per_epoch=2, seed=0, device="cpu", deterministic=True, num_threads=1)
+FAST = RunOptions(epochs=1, iterations_per_epoch=2, seed=0, device="cpu", deterministic=True, num_threads=1)
 
 
 def _losses(run: Path, fold: int) -> list[float]:
@@ -51,7 +51,7 @@ def test_a_failing_fold_is_reported_with_its_log(phantom3d_dataset: Path, tmp_pa
     run = tmp_path / "run"
     train(phantom3d_dataset, run, folds=[], config=FAST, base_filters=4, num_folds=2)  # plan + preprocess only
     with pytest.raises(MedsightError, match=r"got 1 failed: fold 1 \(TypeError: .*unexpected.*; log .*fold_1/log.txt\)"):
-        train_folds_in_parallel("segmentation", phantom3d_dataset, run, folds=[1], devices=["cpu"],
+        train_folds_in_parallel(train, phantom3d_dataset, run, folds=[1], devices=["cpu"],
                                 kwargs={"config": FAST, "not_an_option": 1})
     assert "Traceback" in (run / "fold_1" / "log.txt").read_text()
 

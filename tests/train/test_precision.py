@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from medsight.cli.app import main
+from medsight.engine.config import RunOptions
+from medsight.engine.trainer import autocast_dtype
 from medsight.errors import MedsightError
-from medsight.tasks.segmentation import train
-from medsight.train.trainer import TrainConfig, autocast_dtype
+from medsight.tasks.segmentation.pipeline import train
 
 
 def test_precision_names_map_to_autocast_dtypes() -> None:
@@ -28,7 +29,7 @@ def test_precision_names_map_to_autocast_dtypes() -> None:
 def test_bf16_training_on_the_cpu(phantom3d_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(phantom3d_dataset, run, folds=[0], base_filters=4,
-          config=TrainConfig(epochs=1, iterations_per_epoch=2, seed=0, device="cpu", precision="bf16"))
+          config=RunOptions(epochs=1, iterations_per_epoch=2, seed=0, device="cpu", precision="bf16"))
     rows = list(csv.DictReader((run / "fold_0" / "metrics.csv").open()))
     assert math.isfinite(float(rows[0]["train_loss"])) and math.isfinite(float(rows[0]["val_dice"]))
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from medsight.data.dataset import load_dataset
-from medsight.preprocess.cache import CaseCache, preprocess_dataset
-from medsight.tasks.segmentation import plan_dataset
-from medsight.train.sampler import PatchSampler
+from medsight.tasks.segmentation.pipeline import plan_dataset
+from medsight.transforms.cache import CaseCache, preprocess_dataset
+from medsight.transforms.sampler import PatchSampler
 
 
 def _sampler(dataset: Path, run: Path, device: str) -> PatchSampler:
@@ -46,7 +46,7 @@ def test_prefetching_leaves_the_training_threads_alone(phantom3d_dataset: Path, 
     process's count (torch.set_num_threads also sets the default that new threads adopt)."""
     import threading
 
-    from medsight.train.sampler import Prefetcher
+    from medsight.transforms.sampler import Prefetcher
 
     before = torch.get_num_threads()
     pre = Prefetcher(_sampler(phantom3d_dataset, tmp_path / "a", "cpu"))

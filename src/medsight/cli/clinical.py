@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medsight.cli.common import add_lesion_options
+
 DEID_EPILOG = """\
 examples:
   medsight deid pacs_export/ deid/                        new random key: UIDs consistent within this run
@@ -34,14 +36,6 @@ examples:
                                                                    highest probability inside them
   medsight detect pred/ --prob-dir pred/ --threshold 0.1           more candidates (components of p >= 0.1)
 """
-
-
-def _add_lesion_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lesion-label", type=int, metavar="V", help="label value of the lesions (default: any non-zero)")
-    p.add_argument("--threshold", type=float, metavar="P",
-                   help="detect components of probability >= P (needs probabilities) instead of the label map")
-    p.add_argument("--min-volume", type=float, default=0.0, metavar="MM3",
-                   help="drop lesions smaller than this (mm³; mm² for 2D; default 0)")
 
 
 def register(subparsers: Any) -> None:
@@ -86,7 +80,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("pred", type=Path, metavar="PRED", help="a label map or a folder of them")
     t.add_argument("--prob-dir", type=Path, metavar="DIR", help="<case>[_probabilities].npz files for the scores")
     t.add_argument("--out", type=Path, metavar="CSV", help="output CSV (default PRED_DIR/lesions.csv)")
-    _add_lesion_options(t)
+    add_lesion_options(t)
     t.set_defaults(func=run_detect)
 
 
@@ -122,7 +116,7 @@ def run_deid(args: argparse.Namespace) -> int:
 
 def run_quantify(args: argparse.Namespace) -> int:
     """Run ``medsight quantify``."""
-    from medsight.cli.evaluate import parse_labels
+    from medsight.cli.common import parse_labels
     from medsight.evaluate.quantify import write_quantification
     from medsight.io import strip_suffix
 

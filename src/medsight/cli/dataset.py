@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medsight.cli.common import parse_labels
 from medsight.errors import user_error
 
 if TYPE_CHECKING:
@@ -133,37 +134,12 @@ def _facts(report: CheckReport) -> str:
     return "; ".join(parts)
 
 
-# ---------------------------------------------------------------------------------------------- init
-def parse_labels(text: str) -> dict[str, int]:
-    """Parse ``"background=0,vessel=1"`` into ``{"background": 0, "vessel": 1}`` (adding background=0 if absent).
-
-    Raises:
-        MedsightError: for entries that are not ``name=integer`` or repeated names/values.
-    """
-    out: dict[str, int] = {}
-    for item in (s.strip() for s in text.split(",")):
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name or not value.lstrip("-").isdigit():
-            raise user_error("--labels as name=value pairs", repr(item), None, "write e.g. --labels background=0,tumour=1")
-        if name in out or int(value) in out.values():
-            raise user_error("each label name and value once in --labels", repr(text), None, "remove the repeated entry")
-        out[name] = int(value)
-    if not out:
-        raise user_error("at least one label in --labels", repr(text), None, "write e.g. --labels background=0,tumour=1")
-    if 0 not in out.values():
-        out = {"background": 0, **out}
-    return dict(sorted(out.items(), key=lambda kv: kv[1]))
-
-
 def run_init(args: argparse.Namespace) -> int:
     """``medsight dataset init``: write the inferred dataset.json; refuses to overwrite without ``--force``."""
+    from medsight.core.atomic import write_text
     from medsight.data.check import infer_spec_json
     from medsight.data.dataset import load_dataset
     from medsight.errors import require_exists
-    from medsight.io.atomic import write_text
 
     folder = require_exists(args.dir, "dataset folder")
     if not folder.is_dir():
@@ -174,7 +150,7 @@ def run_init(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise user_error("an output path that does not exist yet", "an existing file", out,
                          "pass --force to overwrite it, or --out to write elsewhere")
-    labels = parse_labels(args.labels) if args.labels is not None else None
+    labels = parse_labels(args.labels, background=True)
     spec = load_dataset(folder)
     data = infer_spec_json(spec, labels=labels)
     write_text(out, json.dumps(data, indent=2) + "\n")
@@ -188,4 +164,4 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["format_report", "parse_labels", "register", "run_check", "run_init"]
+__all__ = ["format_report", "register", "run_check", "run_init"]

@@ -26,20 +26,20 @@ def demo_dataset() -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from medsight.cli.common import parse_duration
     from medsight.cli.progress import TrainingProgress
-    from medsight.cli.segmentation import parse_duration
+    from medsight.engine.config import RunOptions
     from medsight.evaluate.folders import evaluate_folders
-    from medsight.tasks.segmentation import predict, train
-    from medsight.train.trainer import TrainConfig
+    from medsight.tasks.segmentation.pipeline import predict, train
 
     data = demo_dataset()
     out = Path(args.out)
     run = out / "run"
     print(f"medsight demo: 3D hippocampus segmentation on {data} (16 training + 4 held-out MRI volumes)")
-    config = TrainConfig(time_budget_s=parse_duration(args.time_budget), iterations_per_epoch=25, seed=0, device=args.device)
+    config = RunOptions(time_budget_s=parse_duration(args.time_budget), iterations_per_epoch=25, seed=0, device=args.device)
     train(data, run, folds=[0], config=config, base_filters=16, progress=TrainingProgress(quiet=args.quiet))
     preds = predict(run, data / "imagesTs", out / "predictions", device=args.device)
-    from medsight.plan.planner import Plan
+    from medsight.tasks.segmentation.plan import Plan
 
     labels = Plan.load(run / "plans.json").labels
     result = evaluate_folders(out / "predictions", data / "labelsTs", labels=labels, out_dir=out / "evaluation",

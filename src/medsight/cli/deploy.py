@@ -1,7 +1,7 @@
 """``medsight export`` and ``medsight card``: thin wrappers around :mod:`medsight.deploy`.
 
 ``medsight predict --engine onnx|torch --verify --strict --audit-log`` lives with the other predict options in
-:mod:`medsight.cli.segmentation`.
+:mod:`medsight.cli.train`.
 """
 
 from __future__ import annotations
@@ -34,13 +34,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from medsight.deploy.card import write_model_card
-    from medsight.deploy.runtime import read_manifest
+    from medsight.engine.runtime import read_manifest
     from medsight.errors import user_error
+    from medsight.report.card import write_model_card
 
     if read_manifest(args.run_dir) is not None:
         raise user_error("a run folder", "an export folder", args.run_dir,
                          "an export's card is written by 'medsight export'; run 'medsight card' on the run")
-    for path in write_model_card(args.run_dir):
+    from medsight.tasks import load_run_plan
+
+    for path in write_model_card(args.run_dir, load_run_plan(args.run_dir)):
         print(path)
     return 0

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medsight.errors import MedsightError
+from medsight.cli.common import parse_labels
+from medsight.errors import InputNotFoundError, MedsightError
 
 _SHOWN = ("dice", "iou", "hd95", "assd", "sensitivity", "precision", "specificity", "accuracy", "auc",
           "ref_volume", "pred_volume")
@@ -39,9 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.add_argument("--lesions", action="store_true",
                    help="lesion-level evaluation instead: sensitivity, FP per case, FROC, CPM (see docs/clinical.md)")
-    from medsight.cli.clinical import _add_lesion_options
+    from medsight.cli.common import add_lesion_options
 
-    _add_lesion_options(p)
+    add_lesion_options(p)
     p.set_defaults(func=run_evaluate)
 
     r = subparsers.add_parser(
@@ -55,23 +56,6 @@ def register(subparsers: Any) -> None:
     r.add_argument("--references", type=Path, metavar="DIR",
                    help="reference label folder for those overlays (default: the one recorded by evaluate)")
     r.set_defaults(func=run_report)
-
-
-def parse_labels(text: str | None) -> dict[str, int] | None:
-    """``"liver=1,tumour=2"`` -> ``{"liver": 1, "tumour": 2}``; ``None`` stays ``None``."""
-    if text is None:
-        return None
-    out: dict[str, int] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
-            raise MedsightError(f"Expected --labels as name=value pairs, got {part!r}; write e.g. --labels liver=1,tumour=2")
-        out[name.strip()] = int(value)
-    if not out:
-        raise MedsightError(f"Expected at least one name=value in --labels, got {text!r}; write e.g. --labels vessel=1")
-    return out
 
 
 def _fmt(value: Any) -> str:
@@ -106,7 +90,8 @@ def format_summary(summary: dict[str, Any], units: dict[str, str] | None = None)
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``medsight evaluate``; returns the exit code."""
-    from medsight.evaluate.folders import evaluate_folders, json_safe
+    from medsight.core.tables import json_safe
+    from medsight.evaluate.folders import evaluate_folders
 
     if args.lesions:
         return run_lesion_evaluation(args)
@@ -151,26 +136,19 @@ def run_lesion_evaluation(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Run ``medsight report``; returns the exit code."""
-    from medsight.evaluate.report import case_index, write_report
+    """Run ``medsight report``: the run's task writes its report; returns the exit code."""
+    from medsight.engine.run import plan_task, read_plan_json
+    from medsight.tasks import TASKS, get_task
+    from medsight.tasks.task import refuse_options
 
-    plans = Path(args.run_dir) / "plans.json"
-    if plans.is_file():
-        from medsight.plan.classification import ClassificationPlan, load_plan
-
-        plan = load_plan(plans)
-        if isinstance(plan, ClassificationPlan):
-            from medsight.evaluate.classification_report import write_classification_report
-
-            print(write_classification_report(Path(args.run_dir), plan))
-            return 0
-        if plan.task == "multitask":
-            from medsight.multitask.report import write_multitask_report
-
-            print(write_multitask_report(Path(args.run_dir)))
-            return 0
-    images = case_index(args.images) if args.images is not None else None
-    references = case_index(args.references) if args.references is not None else None
-    path = write_report(args.run_dir, images=images, references=references)
-    print(path)
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise InputNotFoundError(f"Expected an existing run folder, got {run} which does not exist; check the path")
+    task = get_task(plan_task(read_plan_json(run) if (run / "plans.json").is_file() else {}))
+    if task.report is None:
+        raise MedsightError(f"Expected a run with an HTML report, got a {task.name} run {run}; its summary.json says "
+                            "what was trained")
+    options = {k: v for k, v in (("images", args.images), ("references", args.references)) if v is not None}
+    refuse_options(task, options, task.report_options, TASKS.values(), "'medsight report'")
+    print(task.report(run, options))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 from medsight.errors import MedsightError, user_error
@@ -43,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from medsight.registration.classical import DEFAULT_STAGE_CONFIG, RegistrationConfig
+    from medsight.tasks.registration.classical import DEFAULT_STAGE_CONFIG, RegistrationConfig
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     overrides: dict[str, Any] = {}
@@ -61,7 +60,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from medsight.errors import require_exists
-    from medsight.registration.pipeline import register_files
+    from medsight.tasks.registration.pipeline import register_files
 
     for path in (args.fixed, args.moving, args.fixed_mask, args.moving_labels, args.fixed_labels):
         if path is not None:
@@ -86,7 +85,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_warp(args: argparse.Namespace) -> int:
     from medsight.io import read_image, write_image
-    from medsight.registration.transforms import load_transform, warp_image
+    from medsight.tasks.registration.transforms import load_transform, warp_image
 
     transform = load_transform(args.transform)
     image = read_image(args.image)
@@ -95,24 +94,4 @@ def cmd_warp(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_registration_command(args: argparse.Namespace, config: Any, run: Path) -> int:
-    """``medsight train DATASET --task registration``: train a deformable registration network."""
-    from medsight.cli.progress import TrainingProgress, case_bar
-    from medsight.cli.segmentation import _folds
-    from medsight.registration.learned import train_registration
-
-    for flag in ("model", "tabular", "init_from", "target_sensitivity"):
-        if getattr(args, flag, None):
-            raise MedsightError(f"Expected --{flag.replace('_', '-')} only with classification, got it with --task registration; "
-                                "drop the flag")
-    folds = _folds(args.fold)
-    summary = train_registration(args.dataset, run, config=config, folds=folds, plan_path=args.plan,
-                                 progress=TrainingProgress(quiet=args.quiet), prepare_progress=case_bar("prepare", args.quiet))
-    for fold, res in summary["trained_now"].items():
-        print(f"fold {fold}: {res['epochs']} epochs in {res['seconds']:.0f}s; best validation Dice {res['best_val_dice']:.4f} "
-              f"(atlas {summary['atlas']})")
-    print(f"run folder: {run}  (apply: medsight register --model {run} FIXED MOVING OUT_DIR)")
-    return 0
-
-
-__all__ = ["cmd_register", "cmd_warp", "register", "train_registration_command"]
+__all__ = ["cmd_register", "cmd_warp", "register"]

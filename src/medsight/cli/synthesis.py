@@ -48,25 +48,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from medsight.cli.common import parse_duration
     from medsight.cli.progress import TrainingProgress, case_bar
-    from medsight.cli.segmentation import parse_duration
-    from medsight.synthesis.pipeline import train_gan
-    from medsight.train.trainer import TrainConfig
+    from medsight.engine.config import RunOptions
+    from medsight.tasks.synthesis.pipeline import train_gan
+    from medsight.tasks.synthesis.task import training_lines
 
-    config = TrainConfig(epochs=args.epochs, time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
+    config = RunOptions(epochs=args.epochs, time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
                          iterations_per_epoch=args.iterations, seed=args.seed, device=args.device, resume=args.resume)
     summary = train_gan(args.dataset, args.out, config=config, plan_path=args.plan, progress=TrainingProgress(quiet=args.quiet),
                         prepare_progress=case_bar("read cases", args.quiet))
-    out = Path(args.out)
-    print(f"{summary['kind']}-conditional GAN: {summary['epochs']} epochs in {summary['seconds']:.0f}s on "
-          f"{summary['train_cases']} cases; sample grids in {out / 'samples'}")
-    print(f"next: medsight synthesize sample {out} N OUT")
+    for line in training_lines(summary, Path(args.out)):
+        print(line)
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from medsight.cli.progress import case_bar
-    from medsight.synthesis.sample import sample_gan
+    from medsight.tasks.synthesis.sample import sample_gan
 
     written = sample_gan(args.gan_dir, args.n, args.out, class_name=args.class_name, seed=args.seed, device=args.device,
                          checkpoint=args.checkpoint, progress=case_bar("sample", args.quiet))

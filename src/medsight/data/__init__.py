@@ -1,6 +1,2 @@
-"""Data model (Image, Case), dataset specs, splits and synthetic phantoms."""
-
-from medsight.data.case import Case
-from medsight.data.image import Image, SourceInfo
-
-__all__ = ["Case", "Image", "SourceInfo"]
+"""Datasets: specs over cases (nnU-Net/MSD dataset.json, folders, CSV, NPZ), checks, splits, the fingerprint and
+synthetic phantoms."""

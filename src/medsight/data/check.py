@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.image import Image
 from medsight.data.dataset import IMAGE_SUFFIXES, CaseRef, DatasetSpec, file_stem, load_case
-from medsight.data.image import Image
 from medsight.errors import MedsightError, user_error
 from medsight.io.nifti_check import nifti_integrity
 
@@ -50,7 +50,6 @@ KINDS: dict[str, str] = {
     "ignored_file": WARNING,  # an image file in the dataset folders that no case uses
 }
 
-_RASTER_FORMATS = frozenset({"png", "tiff", "gif", "jpeg", "bmp", "npz"})
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -153,10 +152,6 @@ class CheckReport:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _is_raster(image: Image) -> bool:
-    return image.source.format in _RASTER_FORMATS
-
-
 def _fmt(values: Iterable[float]) -> str:
     return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
@@ -358,7 +353,7 @@ class _Checker:
         """
         if img.shape != reference.shape:
             self.add(path, case_id, "shape_mismatch", shape_msg)
-        elif not (_is_raster(img) or _is_raster(reference)):
+        elif not (img.is_raster or reference.is_raster):
             diff = _geometry_difference(img, reference, self.atol)
             if diff:
                 self.add(path, case_id, "geometry_mismatch", geometry_msg.replace("{diff}", diff))
@@ -635,7 +630,7 @@ def _guess_channel_names(spec: DatasetSpec) -> tuple[str, ...]:
             image = read_image(ref.images[0])
         except (MedsightError, OSError):
             continue
-        if image.num_channels == 3 and _is_raster(image):
+        if image.num_channels == 3 and image.is_raster:
             return ("R", "G", "B")
         if image.num_channels == 1:
             return (image.source.modality or "image",)

@@ -22,14 +22,15 @@ import csv
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medsight.data.case import Case
-from medsight.data.image import Image, SourceInfo
+from medsight.core.case import Case
+from medsight.core.image import Image, SourceInfo
+from medsight.data.npz import load_npz_spec, npz_image
+from medsight.data.spec import CaseRef, DatasetSpec
 from medsight.errors import InputNotFoundError, MedsightError, user_error
 
 log = logging.getLogger(__name__)
@@ -38,90 +39,6 @@ IMAGE_DIR_NAMES = ("imagesTr", "images", "image", "img", "imgs", "cxr")
 LABEL_DIR_NAMES = ("labelsTr", "labels", "label", "masks", "mask_labels", "1st_manual", "gt", "groundtruth")
 ROI_DIR_NAMES = ("mask", "fov", "roi")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp", ".dcm")
-
-
-@dataclass(frozen=True)
-class CaseRef:
-    """Where one case's files are; nothing is read until :func:`load_case`.
-
-    Attributes:
-        case_id: identifier unique in the dataset.
-        images: one file per channel (nnU-Net) or one file holding all channels.
-        label: label-map file (segmentation) or ``None``.
-        class_label: class index (or multi-hot tuple) for classification, else ``None``.
-        roi: optional region-of-interest mask file (e.g. a field-of-view mask).
-        npz: ``(file, split, index)`` when the case lives inside a MedMNIST NPZ.
-        columns: the other columns of a CSV row (e.g. ``age``, ``sex``), as text, for tabular fusion.
-    """
-
-    case_id: str
-    images: tuple[Path, ...] = ()
-    label: Path | None = None
-    class_label: int | tuple[int, ...] | None = None
-    roi: Path | None = None
-    npz: tuple[Path, str, int] | None = None
-    columns: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        """All files this case reads (for messages and change detection)."""
-        out = list(self.images)
-        if self.label is not None:
-            out.append(self.label)
-        if self.roi is not None:
-            out.append(self.roi)
-        if self.npz is not None:
-            out.append(self.npz[0])
-        return tuple(out)
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset: its cases and what their labels mean.
-
-    Attributes:
-        name: short name (folder name or dataset.json ``name``), used for run folders.
-        root: the folder (or file) the spec was read from.
-        layout: ``"nnunet"``, ``"msd"``, ``"folders"``, ``"csv"`` or ``"npz"``.
-        task: ``"segmentation"`` or ``"classification"``.
-        channel_names: one name per input channel; modality-like names (``"CT"``, ``"MR"``) drive normalisation.
-        labels: segmentation: label name -> value (with ``background``: 0); classification: class name -> index.
-        labels_declared: whether ``labels`` came from a spec file (``True``) or were inferred from the files.
-        cases: the labelled cases (training pool).
-        test_cases: held-out cases shipped with the dataset (``imagesTs``, NPZ ``test``), possibly unlabelled.
-        binary_masks: raster masks store foreground as any value > 0 (``{0, 255}``): read as ``{0, 1}``.
-        predefined_split: official split of the training pool, ``{"train": [...], "val": [...]}``, if any.
-        spec_file: the dataset.json this came from, if any.
-    """
-
-    name: str
-    root: Path
-    layout: str
-    task: str
-    channel_names: tuple[str, ...]
-    labels: dict[str, int]
-    cases: tuple[CaseRef, ...]
-    labels_declared: bool = True
-    test_cases: tuple[CaseRef, ...] = ()
-    binary_masks: bool = False
-    predefined_split: dict[str, list[str]] | None = None
-    spec_file: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        """Segmentation: number of label values (with background). Classification: number of classes."""
-        return len(self.labels)
-
-    @property
-    def foreground_labels(self) -> dict[str, int]:
-        return {k: v for k, v in self.labels.items() if v != 0} if self.task == "segmentation" else dict(self.labels)
-
-    def case(self, case_id: str) -> CaseRef:
-        for ref in (*self.cases, *self.test_cases):
-            if ref.case_id == case_id:
-                return ref
-        raise MedsightError(f"Expected a case id of dataset {self.name}, got {case_id!r}; list them with 'medsight dataset check'")
 
 
 # ---------------------------------------------------------------------------------------------- detection
@@ -137,7 +54,7 @@ def load_dataset(path: str | Path) -> DatasetSpec:
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".npz":
-            return _load_npz(p)
+            return load_npz_spec(p)
         if suffix == ".csv":
             return _load_csv(p)
         if suffix == ".json":
@@ -457,97 +374,6 @@ def _load_csv(path: Path) -> DatasetSpec:
                        cases=tuple(cases), extra={"multilabel": multilabel})
 
 
-def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in an ``.npz`` from the ``.npy`` headers alone (no data is read)."""
-    import zipfile
-
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for name in zf.namelist():
-                if not name.endswith(".npy"):
-                    continue
-                with zf.open(name) as fh:
-                    major, _ = np.lib.format.read_magic(fh)
-                    read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(fh)
-                out[name[:-4]] = (tuple(int(n) for n in shape), np.dtype(dtype))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        if isinstance(exc, PermissionError):
-            raise
-        raise user_error("a readable .npz archive", f"a file NumPy cannot open ({exc})", path,
-                         "re-download it or re-save it with numpy.savez") from exc
-    return out
-
-
-def _check_npz_arrays(path: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-    """Numeric arrays only (object arrays would need unpickling: refused) and one label per image in every split."""
-    for name, (_, dtype) in headers.items():
-        if dtype.kind not in "biuf":
-            raise user_error("numeric arrays", f"array {name!r} of dtype {dtype} (pickled Python objects are never loaded)",
-                             path, "re-save the archive from numeric NumPy arrays")
-    for name, (shape, _) in headers.items():
-        if not name.endswith("_labels"):
-            continue
-        images = name[: -len("_labels")] + "_images"
-        if images not in headers:
-            raise user_error(f"an array {images!r} beside {name!r}", f"keys {sorted(headers)}", path, "use the MedMNIST layout")
-        n_img = headers[images][0][0] if headers[images][0] else 0
-        if not shape or n_img != shape[0]:
-            raise user_error(f"one label per image in {images!r}", f"{n_img} images and {shape[0] if shape else 0} labels",
-                             path, "re-save the archive with matching arrays")
-        from medsight.io.guard import check_allocation
-
-        check_allocation(int(np.prod(headers[images][0], dtype=np.float64)) * headers[images][1].itemsize, path,
-                         "image array")
-
-
-def _load_npz(path: Path) -> DatasetSpec:
-    _check_npz_arrays(path, npz_headers(path))
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            shapes = {k: z[k].shape for k in z.files if k.endswith("_labels")}
-            labs = {k: np.asarray(z[k]).reshape(len(z[k]), -1) for k in z.files if k.endswith("_labels")}
-    except (OSError, ValueError) as exc:
-        raise user_error("a MedMNIST .npz archive", f"an unreadable file ({exc})", path, "re-download the file") from exc
-    if "train_images" not in keys or "train_labels" not in keys:
-        raise user_error("NPZ keys train_images and train_labels (MedMNIST layout)", f"keys {sorted(keys)}", path, "use the MedMNIST file")
-    all_labels = np.concatenate(list(labs.values()))
-    multilabel = all_labels.shape[1] > 1
-    n_classes = all_labels.shape[1] if multilabel else int(all_labels.max()) + 1
-    labels = {str(i): i for i in range(n_classes)}
-
-    def refs(split: str) -> list[CaseRef]:
-        if f"{split}_labels" not in labs:
-            return []
-        lab = labs[f"{split}_labels"]
-        return [
-            CaseRef(case_id=f"{split}_{i:05d}", npz=(path, split, i),
-                    class_label=tuple(int(x) for x in lab[i]) if multilabel else int(lab[i, 0]))
-            for i in range(shapes[f"{split}_labels"][0])
-        ]
-
-    train, val, test = refs("train"), refs("val"), refs("test")
-    split = {"train": [c.case_id for c in train], "val": [c.case_id for c in val]} if val else None
-    return DatasetSpec(name=path.stem.lower(), root=path, layout="npz", task="classification", channel_names=(),
-                       labels=labels, cases=tuple(train + val), test_cases=tuple(test), predefined_split=split,
-                       extra={"multilabel": multilabel})
-
-
-# ---------------------------------------------------------------------------------------------- loading
-_NPZ_CACHE: dict[tuple[str, str], np.ndarray] = {}
-
-
-def _npz_image(path: Path, split: str, index: int) -> np.ndarray:
-    key = (str(path), split)
-    if key not in _NPZ_CACHE:
-        with np.load(path, allow_pickle=False) as z:
-            _NPZ_CACHE[key] = np.asarray(z[f"{split}_images"])
-    arr = _NPZ_CACHE[key][index]
-    return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0) if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr[None]
-
-
 def read_label_map(path: Path, *, binary: bool) -> Image:
     """Read a label map as one channel of integers; RGB masks are refused; binary raster masks become {0, 1}."""
     from medsight.io import read_image
@@ -582,7 +408,7 @@ def load_case(spec: DatasetSpec, ref: CaseRef, *, with_label: bool = True) -> Ca
 
     if ref.npz is not None:
         path, split, index = ref.npz
-        arr = _npz_image(path, split, index)
+        arr = npz_image(path, split, index)
         image = Image(arr, source=SourceInfo(path=f"{path}:{split}[{index}]", format="npz"))
         return Case(case_id=ref.case_id, image=image, label=ref.class_label if with_label else None,
                     meta={"split": split, "source": str(path)})
@@ -617,3 +443,21 @@ def load_case(spec: DatasetSpec, ref: CaseRef, *, with_label: bool = True) -> Ca
     )
     return Case(case_id=ref.case_id, image=image, channel_names=names, label=label, mask=roi,
                 meta={"image": str(ref.images[0])})
+
+
+
+def read_mask(path: Path, *, binary_ok: bool) -> tuple[np.ndarray, Image]:
+    """Read a label map as ``(*spatial)`` integers, with raster masks stored as 0/255 turned into 0/1.
+
+    A raster file (PNG, GIF, TIFF, ...) whose largest value is 255 is a binary mask (anti-aliased edges are
+    thresholded at 128) when ``binary_ok`` (the labels are unknown or are ``{1}``); label values are
+    kept otherwise.
+
+    Returns:
+        ``(array (*spatial), image (1, *spatial))``.
+    """
+    image = read_label_map(path, binary=False)
+    arr = image.array[0]
+    if binary_ok and image.is_raster and arr.size and int(arr.max()) == 255:
+        arr = (arr > 127).astype(np.uint8)
+    return arr, image

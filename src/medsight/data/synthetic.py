@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medsight.data.case import Case
-from medsight.data.image import Image, SourceInfo
+from medsight.core.case import Case
+from medsight.core.image import Image, SourceInfo
 
 
 def make_phantom(

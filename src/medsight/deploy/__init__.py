@@ -2,12 +2,12 @@
 
 Modules:
 
-* :mod:`~medsight.deploy.hashing` - SHA-256 of weights and inputs;
-* :mod:`~medsight.deploy.networks` - ONNX/TorchScript export of one network, onnxruntime sessions, int8 quantisation
-  and :class:`~medsight.deploy.networks.OnnxNetwork`, the adapter that lets the existing predictors run onnxruntime;
+* :mod:`~medsight.core.hashing` - SHA-256 of weights and inputs;
+* :mod:`~medsight.engine.networks` - ONNX/TorchScript export of one network, onnxruntime sessions, int8 quantisation
+  and :class:`~medsight.engine.networks.OnnxNetwork`, the adapter that lets the existing predictors run onnxruntime;
 * :mod:`~medsight.deploy.export` - ``medsight export``: every fold of a run plus its plan, written atomically;
-* :mod:`~medsight.deploy.runtime` - the networks of a run or an export for an engine (``torch`` or ``onnx``);
-* :mod:`~medsight.deploy.card` - ``MODEL_CARD.md`` + ``model_card.json`` and the weights check of ``--verify``;
+* :mod:`~medsight.engine.runtime` - the networks of a run or an export for an engine (``torch`` or ``onnx``);
+* :mod:`~medsight.report.card` - ``MODEL_CARD.md`` + ``model_card.json`` and the weights check of ``--verify``;
 * :mod:`~medsight.deploy.audit` - one JSON line per prediction in ``audit.jsonl``;
-* :mod:`~medsight.deploy.sanity` - modality, spacing and intensity of an input against the training fingerprint.
+* :mod:`~medsight.data.sanity` - modality, spacing and intensity of an input against the training fingerprint.
 """

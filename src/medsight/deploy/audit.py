@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from medsight import __version__
-from medsight.deploy.hashing import input_checksums, sha256_file
+from medsight.core.hashing import input_checksums, sha256_file, utc_timestamp
 from medsight.errors import MedsightError
 
 AUDIT_ENV = "MEDSIGHT_AUDIT_LOG"
 AUDIT_FILE = "audit.jsonl"
-
-
-def utc_timestamp() -> str:
-    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ`` (audit lines, model cards, export manifests)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def audit_log_path(output: str | Path, explicit: str | Path | None = None) -> Path:
@@ -78,8 +72,8 @@ def audited_prediction(source: str | Path, input_path: str | Path, output: str |
         parameters: further prediction options to record (no identifiers).
         log_path: the audit log (see :func:`audit_log_path`).
     """
-    from medsight.deploy.card import verify_weights
-    from medsight.deploy.runtime import fold_files, read_manifest
+    from medsight.engine.runtime import fold_files, read_manifest
+    from medsight.report.card import verify_weights
 
     source = Path(source)
     record: dict[str, Any] = {

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from medsight import __version__
-from medsight.deploy.audit import utc_timestamp
-from medsight.deploy.hashing import sha256_file
-from medsight.deploy.networks import FORMATS, OPSET, quantize_int8, signature, to_onnx, to_torchscript
-from medsight.deploy.runtime import MANIFEST, fold_files, read_manifest
+from medsight.core.atomic import write_text
+from medsight.core.hashing import sha256_file, utc_timestamp
+from medsight.engine.networks import FORMATS, OPSET, quantize_int8, signature, to_onnx, to_torchscript
+from medsight.engine.runtime import MANIFEST, fold_files, read_manifest
 from medsight.errors import did_you_mean, user_error
-from medsight.io.atomic import write_text
+from medsight.tasks import load_run_plan
 
 _FILE = {"onnx": "model.onnx", "torchscript": "model.pt"}
 
@@ -41,9 +41,7 @@ def _check_target(out: Path) -> None:
 
 def _plan_dict(run: Path, first_checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The plan prediction uses: segmentation, the checkpoint's with the run's postprocessing; classification, the run's."""
-    from medsight.plan.classification import load_plan
-
-    run_plan = load_plan(run / "plans.json")
+    run_plan = load_run_plan(run)
     if run_plan.task == "classification":
         return dict(run_plan.to_dict())
     plan = dict(first_checkpoint["plan"])
@@ -70,11 +68,11 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
         run_dir: a run folder made by ``medsight train``.
         out: the export folder (created; an earlier export there is replaced).
         fmt: ``onnx`` or ``torchscript``.
-        int8: ONNX only: dynamic int8 quantisation of the weights (see :func:`medsight.deploy.networks.quantize_int8`).
+        int8: ONNX only: dynamic int8 quantisation of the weights (see :func:`medsight.engine.networks.quantize_int8`).
         folds: export only these folds (default every trained fold).
     """
-    from medsight.deploy.card import build_model_card, write_card
-    from medsight.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from medsight.report.card import build_model_card, write_card
 
     run, out = Path(run_dir), Path(out)
     if fmt not in FORMATS:
@@ -121,7 +119,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
             if (run / name).is_file():
                 shutil.copyfile(run / name, tmp / name)
         write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        card = build_model_card(run)
+        card = build_model_card(run, load_run_plan(run))
         card["source_weights"] = card["weights"]
         card["weights"] = [{"fold": k, "file": v["file"], "sha256": v["sha256"], "bytes": v["bytes"]} for k, v in entries.items()]
         card["export"] = {k: manifest[k] for k in ("format", "quantization", "opset", "created")}

@@ -6,17 +6,14 @@ with the same rule as dataset folders (:func:`medsight.data.dataset.match_files`
 prediction is scored as an empty prediction (Dice 0, as nnU-Net does), flagged ``missing`` and warned about.
 
 Outputs (written atomically into ``out_dir``): ``per_case.csv`` (one row per case and label, see
-:mod:`medsight.evaluate.metrics` for columns and conventions) and ``summary.json`` (per-label mean, SD,
+:mod:`medsight.metrics.segmentation` for columns and conventions) and ``summary.json`` (per-label mean, SD,
 median and bootstrap 95 % CI, plus the pairing facts).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.dataset import file_stem, image_files, match_files, read_label_map
-from medsight.data.image import Image
+from medsight.core.atomic import write_text
+from medsight.core.tables import json_safe
+from medsight.data.dataset import file_stem, image_files, match_files, read_label_map, read_mask
 from medsight.errors import InputNotFoundError, MedsightError, user_error
-from medsight.evaluate.metrics import METRICS, SegmentationEvaluator
-from medsight.io.atomic import write_text
+from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
 
 log = logging.getLogger(__name__)
 
-RASTER_FORMATS = ("png", "gif", "jpeg", "jpg", "tiff", "tif", "bmp")
-CSV_COLUMNS: tuple[str, ...] = (
-    "case", "label", "value", *METRICS, "volume_unit", "distance_unit", "empty", "missing", "prediction", "reference",
-)
 
 
 @dataclass(frozen=True)
@@ -44,7 +37,7 @@ class EvaluationResult:
 
     Attributes:
         rows: one dict per case and label (columns :data:`CSV_COLUMNS`).
-        summary: the :func:`~medsight.evaluate.metrics.summarize` dict plus pairing facts
+        summary: the :func:`~medsight.metrics.segmentation.summarize` dict plus pairing facts
             (``missing``, ``unmatched_predictions``, ``match_rule``, ``warnings``, folders).
         labels: label name -> value that were scored.
         per_case_csv: where ``per_case.csv`` was written.
@@ -67,34 +60,13 @@ class EvaluationResult:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _folder(path: str | Path, what: str) -> Path:
+def existing_folder(path: str | Path, what: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"Expected an existing {what} folder, got {p} which does not exist; check the path")
     if not p.is_dir():
         raise user_error(f"a {what} folder", "a file", p, "pass the folder that holds the files")
     return p
-
-
-def _is_raster(image: Image) -> bool:
-    return image.source.format.lower() in RASTER_FORMATS
-
-
-def read_mask(path: Path, *, binary_ok: bool) -> tuple[np.ndarray, Image]:
-    """Read a label map as ``(*spatial)`` integers, with raster masks stored as 0/255 turned into 0/1.
-
-    A raster file (PNG, GIF, TIFF, ...) whose largest value is 255 is a binary mask (anti-aliased edges are
-    thresholded at 128) when ``binary_ok`` (the labels are unknown or are ``{1}``); label values are
-    kept otherwise.
-
-    Returns:
-        ``(array (*spatial), image (1, *spatial))``.
-    """
-    image = read_label_map(path, binary=False)
-    arr = image.array[0]
-    if binary_ok and _is_raster(image) and arr.size and int(arr.max()) == 255:
-        arr = (arr > 127).astype(np.uint8)
-    return arr, image
 
 
 def _infer_labels(gt_files: Sequence[Path]) -> dict[str, int]:
@@ -111,7 +83,7 @@ def _infer_labels(gt_files: Sequence[Path]) -> dict[str, int]:
     return {f"label_{v}": v for v in fg}
 
 
-def _read_probabilities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+def read_probabilities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "probabilities" not in z.files:
@@ -128,70 +100,6 @@ def _read_probabilities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     if prob.dtype.kind != "f":
         raise user_error("float probabilities", f"dtype {prob.dtype}", path, "save float16/float32 probabilities")
     return prob.astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------------------------------- writing
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else format(value, ".8g")
-    return "" if value is None else str(value)
-
-
-def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of per-case rows (columns :data:`CSV_COLUMNS` first, then any others)."""
-    extra = [k for r in rows for k in r if k not in CSV_COLUMNS]
-    columns = [*CSV_COLUMNS, *dict.fromkeys(extra)]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for r in rows:
-        writer.writerow([_cell(r.get(c)) for c in columns])
-    return buf.getvalue()
-
-
-def read_csv_rows(path: str | Path, *, what: str, fix: str) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts; a read problem becomes one clear error naming ``what`` and ``fix``."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise user_error(f"a readable {what}", f"a read error ({exc})", path, fix) from exc
-
-
-def read_per_case(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``per_case.csv`` back: metric columns as floats (NaN for blanks), flags as bools."""
-    raw = read_csv_rows(path, what="per_case.csv", fix="re-run medsight evaluate")
-    rows = []
-    for r in raw:
-        row: dict[str, Any] = dict(r)
-        for m in METRICS:
-            if m in row:
-                try:
-                    row[m] = float(row[m]) if row[m] not in (None, "") else math.nan
-                except ValueError:
-                    row[m] = math.nan
-        if "missing" in row:
-            row["missing"] = str(row["missing"]).strip().lower() in ("true", "1")
-        rows.append(row)
-    return rows
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN/Inf floats as ``None`` and paths/NumPy scalars as plain JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -231,8 +139,8 @@ def evaluate_folders(
     Raises:
         MedsightError: missing or empty folders, unreadable files, shape mismatches (naming the file).
     """
-    pred_dir = _folder(pred_dir, "prediction")
-    gt_dir = _folder(gt_dir, "reference")
+    pred_dir = existing_folder(pred_dir, "prediction")
+    gt_dir = existing_folder(gt_dir, "reference")
     out = Path(out_dir) if out_dir is not None else pred_dir
     gt_files = image_files(gt_dir)
     if not gt_files:
@@ -264,14 +172,14 @@ def evaluate_folders(
 
     rois: dict[str, Path] = {}
     if roi_dir is not None:
-        roi_path = _folder(roi_dir, "region-of-interest")
+        roi_path = existing_folder(roi_dir, "region-of-interest")
         rois, _ = match_files(gt_files, image_files(roi_path), None, None)
         if not rois:
             raise user_error("mask files named like the references", "no matching names", roi_path,
                              "name them <case>.png or <number>_<anything>.gif")
     probs: dict[str, Path] = {}
     if prob_dir is not None:
-        prob_path = _folder(prob_dir, "probability")
+        prob_path = existing_folder(prob_dir, "probability")
         npz = sorted(f for f in prob_path.iterdir() if f.is_file() and f.name.lower().endswith(".npz"))
         if not npz:
             raise user_error("<case>.npz probability files", "none", prob_path, "write them with np.savez(probabilities=...)")
@@ -296,7 +204,7 @@ def evaluate_folders(
             if pred.shape != ref.shape:
                 raise user_error(f"a prediction of the reference's shape {ref.shape} ({gt_file.name})",
                                  f"shape {pred.shape}", pf, "predict on the reference grid (medsight predict does)")
-            if not (_is_raster(ref_img) or _is_raster(pred_img)) and not np.allclose(
+            if not (ref_img.is_raster or pred_img.is_raster) and not np.allclose(
                     pred_img.spacing, ref_img.spacing, rtol=1e-3, atol=1e-4):
                 log.warning("%s: spacing %s differs from the reference's %s; using the reference's",
                             pf.name, pred_img.spacing, ref_img.spacing)
@@ -317,8 +225,8 @@ def evaluate_folders(
             if npz_file is None:
                 n_prob_missing += 1
             else:
-                prob = _read_probabilities(npz_file, ref.shape)
-        spacing = None if _is_raster(ref_img) else ref_img.spacing
+                prob = read_probabilities(npz_file, ref.shape)
+        spacing = None if ref_img.is_raster else ref_img.spacing
         case_id = file_stem(pf) if pf is not None else gt_stem
         evaluator.add(case_id, pred, ref, spacing=spacing, prob=prob, roi=roi,
                       extra={"prediction": pf.name if pf is not None else "", "reference": gt_file.name})
@@ -341,4 +249,4 @@ def evaluate_folders(
                             warnings=tuple(notes))
 
 
-__all__ = ["CSV_COLUMNS", "EvaluationResult", "evaluate_folders", "json_safe", "read_mask", "read_per_case", "rows_to_csv"]
+__all__ = ["EvaluationResult", "evaluate_folders"]

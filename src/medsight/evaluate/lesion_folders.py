@@ -1,5 +1,5 @@
 """Lesion detection and lesion-level evaluation over folders, as ``medsight detect`` and
-``medsight evaluate --lesions`` run them (rules in :mod:`medsight.evaluate.lesions`).
+``medsight evaluate --lesions`` run them (rules in :mod:`medsight.metrics.lesions`).
 
 Probability files are ``<case>.npz`` or ``<case>_probabilities.npz`` holding ``probabilities``: ``(K, *spatial)``
 with channel ``v`` the probability of label value ``v``, or ``(*spatial)`` for the foreground.
@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.atomic import write_text
+from medsight.core.image import Image
 from medsight.data.dataset import file_stem, image_files, match_files
-from medsight.data.image import Image
 from medsight.errors import user_error
-from medsight.evaluate.lesions import CaseMatch, Detection, FrocResult, detect_lesions, froc, match_case
 from medsight.evaluate.quantify import csv_text
-from medsight.io.atomic import write_text
+from medsight.metrics.lesions import CaseMatch, Detection, FrocResult, detect_lesions, froc, match_case
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,14 @@ def _probability_files(folder: Path | None) -> dict[str, Path]:
 
 def _case_detections(pred_file: Path, prob_file: Path | None, *, value: int | None, threshold: float | None,
                      min_volume: float) -> tuple[Image, list[Detection], np.ndarray]:
-    from medsight.evaluate.folders import _read_probabilities, read_mask
+    from medsight.data.dataset import read_mask
+    from medsight.evaluate.folders import read_probabilities
 
     arr, image = read_mask(pred_file, binary_ok=value in (None, 1))
     mask = arr > 0 if value is None else arr == value
     prob = None
     if prob_file is not None:
-        prob = label_probability(_read_probabilities(prob_file, mask.shape), value, mask.shape)
+        prob = label_probability(read_probabilities(prob_file, mask.shape), value, mask.shape)
     detections, det_map = detect_lesions(mask, spacing=image.spacing, probability=prob, threshold=threshold,
                                          min_volume=min_volume)
     return image, detections, det_map
@@ -118,9 +119,11 @@ def evaluate_lesion_folders(pred_dir: str | Path, gt_dir: str | Path, *, prob_di
     (sensitivity, FP per case, CPM, sensitivity at each CPM rate, the matching rule) and ``froc.png``.
     A reference without a prediction counts as a case with no detections.
     """
-    from medsight.evaluate.folders import _folder, json_safe, read_mask
+    from medsight.core.tables import json_safe
+    from medsight.data.dataset import read_mask
+    from medsight.evaluate.folders import existing_folder
 
-    pred_path, gt_path = _folder(pred_dir, "prediction"), _folder(gt_dir, "reference")
+    pred_path, gt_path = existing_folder(pred_dir, "prediction"), existing_folder(gt_dir, "reference")
     gt_files, pred_files = image_files(gt_path), image_files(pred_path)
     if not gt_files:
         raise user_error("reference label files", "none", gt_path, "point at the label folder")
@@ -167,7 +170,7 @@ def plot_froc(result: FrocResult, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medsight.io.atomic import atomic_path
+    from medsight.core.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(5, 4))
     fp = np.asarray(result.fp_per_case)

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.atomic import atomic_path, write_bytes
+from medsight.core.image import Image
 from medsight.errors import user_error
-from medsight.io.atomic import write_bytes
 
 #: Colour map of the heat overlay.
 HEAT_CMAP = "jet"
@@ -33,19 +34,19 @@ def _check_same(image: np.ndarray, heat: np.ndarray) -> None:
                          "upsample the heat map to the image size (grad_cam and occlusion already do)")
 
 
-def _window(image: np.ndarray) -> tuple[float, float]:
+def robust_window(image: np.ndarray) -> tuple[float, float]:
     """Display range of the 1st to 99th intensity percentile (robust to a few bright voxels)."""
     lo, hi = np.percentile(image, [1, 99])
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
-def _save(fig: Any, out_png: str | Path) -> Path:
+def save_figure(fig: Any, out_png: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return write_bytes(out_png, buf.getvalue())
 
 
-def _draw(ax: Any, image: np.ndarray, heat: np.ndarray, window: tuple[float, float], alpha: float) -> Any:
+def draw_heatmap(ax: Any, image: np.ndarray, heat: np.ndarray, window: tuple[float, float], alpha: float) -> Any:
     ax.imshow(image, cmap="gray", vmin=window[0], vmax=window[1], interpolation="nearest")
     mapped = ax.imshow(heat, cmap=HEAT_CMAP, vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
     ax.set_axis_off()
@@ -72,11 +73,11 @@ def overlay_heatmap(image2d: Any, heat2d: Any, out_png: str | Path, *, title: st
     _check_same(image, heat)
     fig = Figure(figsize=(5, 4.4))
     ax = fig.add_subplot()
-    mapped = _draw(ax, image, heat, _window(image), alpha)
+    mapped = draw_heatmap(ax, image, heat, robust_window(image), alpha)
     fig.colorbar(mapped, ax=ax, fraction=0.046, pad=0.04, label="importance")
     if title:
         ax.set_title(title)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def montage_slices(heat: np.ndarray, max_slices: int) -> np.ndarray:
@@ -118,8 +119,8 @@ def montage_3d(volume: Any, heat: Any, out_png: str | Path, *, max_slices: int =
     rows = int(np.ceil(len(slices) / cols))
     fig = Figure(figsize=(2.2 * cols + 0.8, 2.2 * rows + (0.4 if title else 0.0)))
     axes = fig.subplots(rows, cols, squeeze=False)
-    window = _window(vol)
-    mapped = [_draw(ax, vol[z], hm[z], window, alpha) for ax, z in zip(axes.flat, slices)]
+    window = robust_window(vol)
+    mapped = [draw_heatmap(ax, vol[z], hm[z], window, alpha) for ax, z in zip(axes.flat, slices)]
     for ax, z in zip(axes.flat, slices):
         ax.set_title(f"z={int(z)}", fontsize=8)
     for ax in list(axes.flat)[len(slices):]:
@@ -127,4 +128,37 @@ def montage_3d(volume: Any, heat: Any, out_png: str | Path, *, max_slices: int =
     fig.colorbar(mapped[-1], ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, label="importance")
     if title:
         fig.suptitle(title)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
+
+
+def explain_inputs(input_path: str | Path, channels: int) -> list[tuple[str, list[Path]]]:
+    """(case id, files) of an ``explain`` input, which must exist."""
+    from medsight.io.cases import input_cases
+
+    inp = Path(input_path)
+    if not inp.exists():
+        raise user_error("an existing input file or folder", "nothing", inp, "check the path")
+    return input_cases(inp, channels)
+
+
+def read_channels(files: list[Path]) -> Image:
+    """One image from one file, or from one file per channel (concatenated)."""
+    from medsight.io import read_image
+
+    parts = [read_image(f) for f in files]
+    return parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))
+
+
+def save_heatmap_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """Heat maps and what they were computed on, atomically, as a compressed ``.npz``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def render_heatmap(volume: np.ndarray, heat: np.ndarray, out_png: Path, title: str) -> Path:
+    """A 2D overlay, or a slice montage for a 3D volume."""
+    if volume.ndim == 2:
+        return overlay_heatmap(volume, heat, out_png, title=title)
+    return montage_3d(volume, heat, out_png, title=title)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsight.data.image import Image
+from medsight.core.atomic import atomic_path
+from medsight.core.image import Image
 from medsight.errors import InputNotFoundError, MedsightError, user_error
-from medsight.io.atomic import atomic_path
 from medsight.io.itk import ITK_SUFFIXES
 from medsight.io.raster import RASTER_SUFFIXES
 

@@ -46,8 +46,8 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag
 
 from medsight import __version__
+from medsight.core.atomic import atomic_path, write_text
 from medsight.errors import require_exists, user_error
-from medsight.io.atomic import atomic_path, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def deidentify_folder(
     Returns:
         The :class:`DeidResult`.
     """
-    from medsight.io.dicom import _walk, find_dicom_files
+    from medsight.io.dicom import find_dicom_files, walk_files
 
     src = require_exists(in_dir, "input folder")
     if not src.is_dir():
@@ -371,7 +371,7 @@ def deidentify_folder(
     files = find_dicom_files(src)
     if not files:
         raise user_error("DICOM files in the input folder", "none", src, "point at the folder exported from PACS")
-    ignored = sum(1 for _ in _walk(src)) - len(files)
+    ignored = sum(1 for _ in walk_files(src)) - len(files)
     rows: list[tuple[str, ...]] = []
     written: list[tuple[Path, Path]] = []
     skipped: list[tuple[Path, str]] = []

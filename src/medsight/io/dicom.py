@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsight.data.image import Image, SourceInfo
+from medsight.core.image import Image, SourceInfo
 from medsight.errors import MedsightError, require_exists, user_error
 from medsight.io.dicom_geometry import (
     Frame,
@@ -67,7 +67,7 @@ def is_dicom_file(path: str | Path) -> bool:
     return has_dicm_preamble(p) or is_raw_dicom(p)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def walk_files(folder: Path) -> Iterator[Path]:
     """Files under ``folder`` in a stable order, skipping hidden files and folders."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -91,7 +91,7 @@ def find_dicom_files(folder: str | Path, limit: int | None = None) -> list[Path]
         Paths of the DICOM files.
     """
     out: list[Path] = []
-    for path in _walk(Path(folder)):
+    for path in walk_files(Path(folder)):
         if path.name.upper() in _SKIPPED_NAMES:
             continue
         if has_dicm_preamble(path) or is_raw_dicom(path):

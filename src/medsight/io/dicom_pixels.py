@@ -28,10 +28,10 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
+from medsight.core.guard import check_allocation
 from medsight.errors import user_error
 from medsight.io.dicom_geometry import Frame
 from medsight.io.dicom_header import FileHeader, read_dataset, transfer_syntax_name
-from medsight.io.guard import check_allocation
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medsight.data.image import Image, SourceInfo
+from medsight.core.atomic import atomic_path
+from medsight.core.image import Image, SourceInfo
 from medsight.errors import MedsightError, require_exists, user_error
-from medsight.io.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def write_dicom_seg(
         series: the source series folder (or a file of it).
         out: the ``.dcm`` file to write (atomically).
         label_names: name -> value (dataset.json ``labels``); unnamed values are called ``label_<value>``.
-        colours: value -> RGB (0-255); default :data:`medsight.evaluate.overlay.LABEL_COLOURS`.
+        colours: value -> RGB (0-255); default :data:`medsight.report.overlay.LABEL_COLOURS`.
         series_uid: the source SeriesInstanceUID (default ``labels.source.series_uid``, else the only series).
         series_description: SeriesDescription of the new SEG series.
     """
@@ -121,7 +121,7 @@ def write_dicom_seg(
     from pydicom.sr.codedict import codes
 
     from medsight import __version__
-    from medsight.evaluate.overlay import label_colour
+    from medsight.core.display import label_colour
     from medsight.io.dicom import read_dicom
 
     series = require_exists(series, "DICOM series folder")

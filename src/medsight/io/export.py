@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.errors import require_exists, user_error
 from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, strip_suffix, write_image
 
@@ -53,9 +53,9 @@ class ConversionResult:
 
 
 def parse_window(text: str) -> tuple[float, float]:
-    """Parse a window: a preset name (``"lung"``, ``"bone"``, see :mod:`medsight.preprocess.windowing`) or
+    """Parse a window: a preset name (``"lung"``, ``"bone"``, see :mod:`medsight.core.display`) or
     ``"LEVEL,WIDTH"`` (e.g. ``"40,400"``, ``"-600,1500"``); the width must be positive."""
-    from medsight.preprocess.windowing import resolve_window
+    from medsight.core.display import resolve_window
 
     return resolve_window(text)
 

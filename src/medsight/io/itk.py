@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from medsight.data.image import Image, SourceInfo
+from medsight.core.guard import check_allocation
+from medsight.core.image import Image, SourceInfo
 from medsight.errors import MedsightError, user_error
-from medsight.io.guard import check_allocation
 from medsight.io.nifti_check import nifti_integrity
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from medsight.data.image import Image, SourceInfo
+from medsight.core.guard import check_allocation
+from medsight.core.image import Image, SourceInfo
 from medsight.errors import user_error
-from medsight.io.guard import check_allocation
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp")
 

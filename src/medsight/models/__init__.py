@@ -1,5 +1,2 @@
-"""Networks by name: ``create_model("dynunet", spatial_dims=3, in_channels=1, out_channels=3, ...)``."""
-
-from medsight.models.registry import MODELS, create_model, register_model
-
-__all__ = ["MODELS", "create_model", "register_model"]
+"""Networks: U-Nets (:mod:`~medsight.models.unet`), classifiers (:mod:`~medsight.models.classifiers`), the multi-task
+U-Net and the registration network; :func:`~medsight.models.registry.create_model` builds any of them by name."""

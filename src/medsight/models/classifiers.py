@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from medsight.errors import user_error
-from medsight.models.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +207,6 @@ def _smallcnn_channels(channels: Sequence[int] | None) -> list[int]:
     return chans
 
 
-@register_model("smallcnn")
 def smallcnn(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
              tabular_features: int = 0, dropout: float = 0.0, channels: Sequence[int] | None = None,
              norm: str = "batch", **_: Any) -> Classifier:
@@ -244,7 +242,6 @@ class CNNLSTMEncoder(nn.Module):
         return seq.mean(dim=1)
 
 
-@register_model("cnnlstm")
 def cnnlstm(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
             tabular_features: int = 0, dropout: float = 0.0, channels: Sequence[int] | None = None, hidden: int = 128,
             norm: str = "batch", **_: Any) -> Classifier:
@@ -271,7 +268,6 @@ def _resnet(depth: int, *, spatial_dims: int, in_channels: int, num_classes: int
     return _classifier(enc, RESNET_FEATURES[depth], num_classes, tabular_features, dropout, "encoder.layer4")
 
 
-@register_model("resnet18")
 def resnet18(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
              tabular_features: int = 0, dropout: float = 0.0, **_: Any) -> Classifier:
     """MONAI ResNet-18 (512 features); a stride-1 3x3 stem without max-pooling for small inputs
@@ -280,7 +276,6 @@ def resnet18(*, spatial_dims: int, in_channels: int, num_classes: int, input_siz
                    input_size=input_size, tabular_features=tabular_features, dropout=dropout)
 
 
-@register_model("resnet50")
 def resnet50(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
              tabular_features: int = 0, dropout: float = 0.0, **_: Any) -> Classifier:
     """MONAI ResNet-50 (2048 features); a stride-1 3x3 stem without max-pooling for small inputs
@@ -289,7 +284,6 @@ def resnet50(*, spatial_dims: int, in_channels: int, num_classes: int, input_siz
                    input_size=input_size, tabular_features=tabular_features, dropout=dropout)
 
 
-@register_model("densenet121")
 def densenet121(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
                 tabular_features: int = 0, dropout: float = 0.0, **_: Any) -> Classifier:
     """MONAI DenseNet-121 without its final Linear (1024 features).
@@ -358,7 +352,6 @@ class ViTEncoder(nn.Module):
         return self.norm(self.blocks(tokens)).mean(dim=1)
 
 
-@register_model("vit")
 def vit(*, spatial_dims: int, in_channels: int, num_classes: int, input_size: int | Sequence[int],
         tabular_features: int = 0, dropout: float = 0.0, patch_size: int | None = None, hidden: int = 192,
         layers: int = 6, heads: int = 3, mlp_ratio: int = 4, **_: Any) -> Classifier:

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from medsight.errors import user_error
-from medsight.models.registry import register_model
 from medsight.models.unet import DeepSupervisionUNet
 
 TASKS = ("segmentation", "classification", "heatmap")
@@ -106,7 +105,7 @@ class MultitaskUNet(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a MedsightError unless ``x`` is ``(B, C, *S)`` with every side a multiple of the total stride."""
         if x.ndim != self.spatial_dims + 2 or any(s % k for s, k in zip(x.shape[2:], self.stride)):
-            fix = "pad each side to a multiple of " + "x".join(map(str, self.stride)) + " (see medsight.multitask.predict.pad_to)"
+            fix = "pad each side to a multiple of " + "x".join(map(str, self.stride)) + " (see medsight.tasks.multitask.predict.pad_to)"
             raise user_error(f"images (B, C, *spatial) with sides divisible by {list(self.stride)}", f"shape {tuple(x.shape)}", None, fix)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +166,6 @@ class ClassificationView(nn.Module):
         return self.model.classify(self.model.encode(x))
 
 
-@register_model("multitask_dynunet")
 def multitask_dynunet(**kwargs: Any) -> nn.Module:
     """:class:`MultitaskUNet` from its JSON-plain constructor arguments (as stored in checkpoints)."""
     return MultitaskUNet(**kwargs)

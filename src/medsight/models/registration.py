@@ -11,8 +11,6 @@ from monai.networks.blocks import Warp
 from monai.networks.nets import VoxelMorph, VoxelMorphUNet
 from torch import nn
 
-from medsight.models.registry import register_model
-
 
 class DeformableNet(nn.Module):
     """``forward(moving, fixed) -> (warped moving, ddf)``; ``ddf`` is ``(B, dims, *spatial)`` in voxels, channel ``i``
@@ -36,7 +34,6 @@ class DeformableNet(nn.Module):
         return self.net(moving, fixed)
 
 
-@register_model("voxelmorph")
 def voxelmorph(**kwargs: Any) -> nn.Module:
     return DeformableNet(**kwargs)
 

@@ -8,8 +8,6 @@ import torch
 from monai.networks.nets import DynUNet, SegResNet, UNet
 from torch import nn
 
-from medsight.models.registry import register_model
-
 
 class DeepSupervisionUNet(nn.Module):
     """DynUNet that returns a list of outputs while training (full resolution first) and one tensor otherwise."""
@@ -32,19 +30,16 @@ class DeepSupervisionUNet(nn.Module):
         return out
 
 
-@register_model("dynunet")
 def dynunet(*, spatial_dims: int, in_channels: int, out_channels: int, **kwargs: Any) -> nn.Module:
     return DeepSupervisionUNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
 
 
-@register_model("unet")
 def monai_unet(*, spatial_dims: int, in_channels: int, out_channels: int, filters: list[int] | None = None, **_: Any) -> nn.Module:
     ch = filters or [16, 32, 64, 128, 256]
     return UNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, channels=ch,
                 strides=[2] * (len(ch) - 1), num_res_units=2, norm="instance")
 
 
-@register_model("segresnet")
 def segresnet(*, spatial_dims: int, in_channels: int, out_channels: int, filters: list[int] | None = None, **_: Any) -> nn.Module:
     return SegResNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
                      init_filters=(filters or [16])[0])

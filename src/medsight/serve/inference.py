@@ -1,10 +1,10 @@
 """What one prediction job does, with medsight's own library functions.
 
-Segmentation: :func:`medsight.tasks.segmentation.predict` writes the label map in the input's format (NIfTI for a
+Segmentation: :func:`medsight.tasks.segmentation.pipeline.predict` writes the label map in the input's format (NIfTI for a
 DICOM series, plus a DICOM-SEG), the probabilities (``<case>_probabilities.npz``), and this module adds
 ``quantification.csv`` (volume, diameter, intensities per label and lesion). Classification:
-:func:`medsight.tasks.classification.predict_classification` writes ``predictions.csv``. With ``explain``, the
-heat map of :mod:`medsight.explain.apply` (Grad-CAM, or label saliency for segmentation) is added under
+:func:`medsight.tasks.classification.pipeline.predict_classification` writes ``predictions.csv``. With ``explain``, the
+heat map of the task's ``explain`` (Grad-CAM, or label saliency for segmentation) is added under
 ``explain/``; it lives on the network's input grid, together with the image the network saw.
 """
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medsight.engine.run import run_task
 from medsight.errors import MedsightError, user_error
 from medsight.io import read_image, strip_suffix
 
@@ -37,36 +39,25 @@ class JobResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def run_task_of(run: Path) -> str:
-    """``segmentation``, ``classification`` or another task, from the run's ``plans.json``."""
-    try:
-        data = json.loads((run / "plans.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise user_error("a readable plans.json", type(exc).__name__, run / "plans.json", "re-run 'medsight plan'") from exc
-    return str(data.get("task") or "segmentation")
-
-
 def run_job(run: Path, inp: Path, out: Path, *, tta: bool, explain: bool, device: str | None) -> JobResult:
     """Predict ``inp`` (a file or a DICOM series folder) with the run; write everything under ``out``."""
-    task = run_task_of(run)
-    out.mkdir(parents=True, exist_ok=True)
-    if task == "segmentation":
-        result = _segment(run, inp, out, tta=tta, device=device)
-    elif task == "classification":
-        result = _classify(run, inp, out, tta=tta, device=device)
-    else:
-        raise user_error("a segmentation or classification run", f"a {task} run", run,
+    task = run_task(run)
+    job = JOBS.get(task)
+    if job is None:
+        raise user_error(f"a run of a task the server predicts ({', '.join(JOBS)})", f"a {task} run", run,
                          "serve a run trained with --task segmentation or classification")
+    out.mkdir(parents=True, exist_ok=True)
+    result = job(run, inp, out, tta=tta, device=device)
     if explain:
-        result.outputs.update(_explain(run, inp, out / "explain", task=task, device=device))
+        result.outputs.update(_explain(run, inp, out / "explain", device=device))
     return result
 
 
 def _segment(run: Path, inp: Path, out: Path, *, tta: bool, device: str | None) -> JobResult:
+    from medsight.core.atomic import write_text
     from medsight.evaluate.quantify import COLUMNS, csv_text, quantify
-    from medsight.io.atomic import write_text
-    from medsight.plan.planner import Plan
-    from medsight.tasks.segmentation import predict
+    from medsight.tasks.segmentation.pipeline import predict
+    from medsight.tasks.segmentation.plan import Plan
 
     written = predict(run, inp, out, tta=tta, device=device, save_probabilities=True, dicom_seg=inp.is_dir())
     labels_file = written[0]
@@ -101,7 +92,7 @@ def read_label_map(path: Path, names: dict[str, int]) -> Any:
 
 
 def _classify(run: Path, inp: Path, out: Path, *, tta: bool, device: str | None) -> JobResult:
-    from medsight.tasks.classification import predict_classification
+    from medsight.tasks.classification.pipeline import predict_classification
 
     written = predict_classification(run, inp, out, tta=tta, device=device)
     table = written[0]
@@ -117,24 +108,22 @@ def _classify(run: Path, inp: Path, out: Path, *, tta: bool, device: str | None)
                      classification={"probabilities": probs, "prediction": row.get("pred", "")})
 
 
-def _explain(run: Path, inp: Path, out: Path, *, task: str, device: str | None) -> dict[str, Path]:
-    from medsight.explain.apply import explain_classification, explain_segmentation
-    from medsight.train.checkpoint import load_checkpoint
+def _explain(run: Path, inp: Path, out: Path, *, device: str | None) -> dict[str, Path]:
+    """The task's own heat map of the first trained fold (Grad-CAM, occlusion for networks without a feature map,
+    label saliency for segmentation)."""
+    from medsight.engine.checkpoint import load_checkpoint
+    from medsight.engine.run import checkpoints
+    from medsight.tasks import task_of_run
 
-    ckpts = sorted(run.glob("fold_*/checkpoint_best.pt"))
-    if not ckpts:
-        raise user_error("a trained fold (fold_*/checkpoint_best.pt)", "none", run, "train first")
-    state = load_checkpoint(ckpts[0])
-    if task == "segmentation":
-        written = explain_segmentation(state, inp, out, device=device)
-    else:
-        cal = run / "calibration.json"
-        temps = (json.loads(cal.read_text(encoding="utf-8")).get("temperature") or {}) if cal.is_file() else {}
-        t = float(temps.get(ckpts[0].parent.name.removeprefix("fold_"), 1.0))
-        try:
-            written = explain_classification(state, inp, out, method="gradcam", device=device, temperature=t)
-        except MedsightError:  # a network without a spatial feature map: occlusion instead
-            written = explain_classification(state, inp, out, method="occlusion", device=device, temperature=t)
+    task = task_of_run(run)
+    ckpt = next(iter(checkpoints(run, fallback_last=False).values()))
+    state = load_checkpoint(ckpt)
+    if task.explain is None:
+        raise user_error("a run whose task has heat maps", f"a {task.name} run", run, "predict without explain")
+    try:
+        written = task.explain(state, ckpt, inp, out, {"method": "gradcam", "device": device})
+    except MedsightError:  # a classifier without a spatial feature map: occlusion instead
+        written = task.explain(state, ckpt, inp, out, {"method": "occlusion", "device": device})
     found: dict[str, Path] = {}
     for w in written:
         found["heatmap" if w.suffix == ".npz" else "heatmap_png"] = w
@@ -161,4 +150,7 @@ def network_spacing(run: Path, image_spacing: tuple[float, ...], image_shape: tu
     return tuple(target) if len(target) == len(grid_shape) else (1.0,) * len(grid_shape)
 
 
-__all__ = ["JobResult", "heatmap_arrays", "network_spacing", "read_label_map", "run_job", "run_task_of"]
+#: The tasks the server predicts, with what one job of each writes and returns.
+JOBS: dict[str, Callable[..., JobResult]] = {"segmentation": _segment, "classification": _classify}
+
+__all__ = ["JOBS", "JobResult", "heatmap_arrays", "network_spacing", "read_label_map", "run_job"]

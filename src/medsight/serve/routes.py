@@ -74,7 +74,7 @@ def health() -> dict[str, str]:
 
 @router.get("/presets", summary="CT window presets (level, width in HU)")
 def presets() -> dict[str, Any]:
-    from medsight.preprocess.windowing import WINDOW_PRESETS
+    from medsight.core.display import WINDOW_PRESETS
 
     return {"presets": {k: list(v) for k, v in WINDOW_PRESETS.items()}}
 
@@ -125,13 +125,15 @@ def create_job(
     tta: Annotated[bool, Form(description="mirror test-time augmentation")] = False,
     explain: Annotated[bool, Form(description="also compute a Grad-CAM / saliency heat map")] = False,
 ) -> Response:
-    from medsight.serve.inference import run_task_of
+    from medsight.engine.run import run_task
+    from medsight.serve.inference import JOBS
 
     state = _state(request)
     run_path = _run_path(state, run)
-    task = run_task_of(run_path)
-    if task not in ("segmentation", "classification"):
-        raise api_error(400, "a segmentation or classification run", f"a {task} run", run, "choose another run")
+    task = run_task(run_path)
+    if task not in JOBS:
+        raise api_error(400, f"a run of a task the server predicts ({', '.join(JOBS)})", f"a {task} run", run,
+                        "choose another run")
     if (file is None) == (path is None or not path.strip()):
         raise api_error(400, "exactly one of 'file' (an upload) and 'path' (a server-side file)",
                         "both" if file is not None else "neither", None, "send one of them")
@@ -248,7 +250,7 @@ def _data_response(request: Request, volume: Volume) -> Response:
 
 def _slice_response(volume: Volume, axis: str, index: int | None, channel: int, window: str | None,
                     level: float | None, width: float | None) -> Response:
-    from medsight.preprocess.windowing import window_bounds
+    from medsight.core.display import window_bounds
 
     if window:
         bounds: tuple[float, float] | None = window_bounds(window)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medsight.engine.run import plan_task
 from medsight.errors import MedsightError, user_error
 from medsight.io import full_suffix, strip_suffix
 
@@ -68,7 +69,7 @@ def run_facts(path: Path) -> dict[str, Any]:
     """Task, labels or classes, trained folds, metrics and report files of a run (JSON-ready)."""
     plans = _read_json(path / "plans.json")
     summary = _read_json(path / "summary.json")
-    task = str(plans.get("task") or "segmentation")
+    task = plan_task(plans)
     facts: dict[str, Any] = {
         "task": task, "dataset": plans.get("dataset", ""), "dims": plans.get("dims"),
         "folds": sorted(p.parent.name for p in path.glob("fold_*/checkpoint_best.pt")),
@@ -143,7 +144,7 @@ def _dataset_files(run: Path) -> dict[str, tuple[Path | None, Path | None]]:
 
 
 def _find_cases(run: Path) -> list[RunCase]:
-    if str(_read_json(run / "plans.json").get("task") or "segmentation") != "segmentation":
+    if plan_task(_read_json(run / "plans.json")) != "segmentation":
         return []
     preds = sorted(p for p in run.glob("fold_*/validation/*") if p.is_file() and full_suffix(p) in (".nii.gz", ".nii")
                    and not p.name.startswith("."))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsight.data.image import Image
+from medsight.core.image import Image
 from medsight.io import read_image
 from medsight.serve.inference import heatmap_arrays, network_spacing, read_label_map
 from medsight.serve.jobs import Job

@@ -1,0 +1,84 @@
+"""Self-describing checkpoints, saved atomically and loaded with ``weights_only=True``.
+
+A checkpoint holds: format version, package version, architecture name and init arguments, the plan, the
+weights, optimiser state, epoch, elapsed time, metric history, sampler and RNG state. A model is rebuilt
+from the file alone; nothing in it is executed when loading.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medsight import __version__
+from medsight.core.atomic import atomic_path
+from medsight.errors import MedsightError, user_error
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "architecture", "init_args", "plan", "state_dict")
+
+
+def save_checkpoint(path: str | Path, *, model: nn.Module, architecture: str, init_args: dict[str, Any], plan: dict[str, Any],
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Atomically write a checkpoint. On a full disk the previous file is kept and a clear error is raised."""
+    state = {
+        "format_version": FORMAT_VERSION,
+        "medsight_version": __version__,
+        "architecture": architecture,
+        "init_args": init_args,
+        "plan": plan,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **(extra or {}),
+    }
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, MedsightError) as exc:  # atomic_path turns ENOSPC into a MedsightError caused by the OSError
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            raise MedsightError(f"Expected free disk space to save {path}, got 'no space left on device'; the previous "
+                                "checkpoint is intact: free some space and run the same command with --resume") from exc
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint without executing any code stored in it.
+
+    Raises:
+        MedsightError: the file is missing, not a medsight checkpoint, or would need arbitrary code to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise user_error("a checkpoint file", "none", path, "train a model first or check the run folder")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError: all mean "refuse this file"
+        raise user_error(
+            "a medsight checkpoint holding only tensors and plain data", f"a file that cannot be loaded safely ({type(exc).__name__})",
+            path, "use a checkpoint written by medsight; files that need arbitrary code to unpickle are refused",
+        ) from exc
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise user_error("a medsight checkpoint", f"keys {sorted(state)[:6] if isinstance(state, dict) else type(state).__name__}",
+                         path, "use checkpoint_best.pt or checkpoint_last.pt from a medsight run")
+    if int(state["format_version"]) > FORMAT_VERSION:
+        raise user_error(f"checkpoint format <= {FORMAT_VERSION}", state["format_version"], path, "upgrade medsight")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
+    """Rebuild the network from a loaded checkpoint and load its weights (eval mode)."""
+    from medsight.models.registry import create_model
+
+    model = create_model(state["architecture"], **state["init_args"])
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    return model

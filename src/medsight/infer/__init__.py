@@ -1,1 +1,0 @@
-"""Prediction: sliding window, test-time mirroring, fold ensembles, postprocessing, native geometry."""

@@ -1,0 +1,258 @@
+"""Per-case metric tables and their summaries: mean, SD and bootstrap 95 % CI over cases (:func:`describe`,
+:func:`summarize`), the ``per_case.csv`` format, and :class:`SegmentationEvaluator`, which adds cases one by one
+and summarises them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.core.tables import csv_cell, read_csv_rows
+from medsight.errors import MedsightError
+from medsight.metrics.segmentation import METRICS, RATIO_METRICS, Row, case_metrics, foreground_labels
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def _floats(values: Iterable[Any]) -> np.ndarray:
+    """Values as float64; anything that is not a number (``None``, ``""``) becomes NaN."""
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _truthy(value: Any) -> bool:
+    """A flag from a row, which may have been read back from CSV as text."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def describe(values: Sequence[float], *, bootstrap: int = 1000, seed: int | Sequence[int] = 0,
+             ci: float = 0.95) -> dict[str, float | int | None]:
+    """NaN-aware statistics of one metric over cases.
+
+    Args:
+        values: one value per case; NaN (and non-numbers) are left out and counted.
+        bootstrap: resamples for the percentile bootstrap CI of the mean; 0 for no CI.
+        seed: seed of the local random generator (the CI is reproducible).
+        ci: confidence level.
+
+    Returns:
+        ``mean``, ``sd`` (ddof 1), ``median``, ``ci_low``, ``ci_high``, ``n`` (finite values) and ``n_nan``;
+        statistics that cannot be computed are NaN.
+    """
+    a = _floats(values)
+    ok = a[np.isfinite(a)]
+    n = int(ok.size)
+    out: dict[str, float | int | None] = {
+        "mean": float(ok.mean()) if n else math.nan,
+        "sd": float(ok.std(ddof=1)) if n >= 2 else math.nan,
+        "median": float(np.median(ok)) if n else math.nan,
+        "ci_low": math.nan, "ci_high": math.nan,
+        "n": n, "n_nan": int(a.size - n),
+    }
+    if n and bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        means = ok[rng.integers(0, n, size=(int(bootstrap), n))].mean(axis=1)
+        alpha = (1.0 - ci) / 2.0
+        lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+        out["ci_low"], out["ci_high"] = float(lo), float(hi)
+    return out
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    metrics: Sequence[str] | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> dict[str, Any]:
+    """Per-label statistics over cases: mean, SD, median and bootstrap CI of the mean, NaN-aware.
+
+    Args:
+        rows: per case and label, as from :func:`case_metrics` (keys ``case``, ``label`` and metrics).
+        metrics: which metrics to summarise; default those of :data:`METRICS` with at least one value.
+        bootstrap: bootstrap resamples over cases (0: no CI).
+        seed: base seed; each (label, metric) uses its own local generator derived from it, so a CI
+            does not change when other metrics are added.
+        ci: confidence level of the interval.
+
+    Returns:
+        ``{"n_cases", "metrics", "bootstrap", "seed", "ci", "labels": {name: {"value", "n_cases",
+        "empty_both", "empty_reference", "empty_prediction", "missing", "metrics": {metric: stats}}},
+        "foreground_mean": {metric: stats}}`` where stats are from :func:`describe`; ``foreground_mean``
+        averages each case over its labels first (NaN-aware), then summarises over cases.
+    """
+    if metrics is None:  # every metric with at least one value (no all-NaN ``auc`` without probabilities)
+        metrics = [m for m in METRICS if np.isfinite(_floats(r.get(m) for r in rows)).any()]
+    else:
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            from medsight.errors import did_you_mean
+
+            raise did_you_mean(unknown[0], METRICS, "metric")
+    metrics = list(metrics)
+    by_label: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_label.setdefault(str(r["label"]), []).append(r)
+    labels_out: dict[str, Any] = {}
+    for name, lrows in by_label.items():
+        stats = {
+            m: describe([r.get(m, math.nan) for r in lrows], bootstrap=bootstrap, ci=ci,
+                        seed=[seed, zlib.crc32(f"{name}/{m}".encode())])
+            for m in metrics
+        }
+        labels_out[name] = {
+            "value": lrows[0].get("value"),
+            "n_cases": len({r.get("case") for r in lrows}),
+            "empty_both": sum(r.get("empty") == "both" for r in lrows),
+            "empty_reference": sum(r.get("empty") == "reference" for r in lrows),
+            "empty_prediction": sum(r.get("empty") == "prediction" for r in lrows),
+            "missing": sum(_truthy(r.get("missing")) for r in lrows),
+            "metrics": stats,
+        }
+    cases: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        cases.setdefault(str(r.get("case")), []).append(r)
+    fg_mean: dict[str, Any] = {}
+    for m in metrics:
+        if m not in RATIO_METRICS:
+            continue
+        per_case = []
+        for crows in cases.values():
+            v = _floats(r.get(m, math.nan) for r in crows)
+            v = v[np.isfinite(v)]
+            per_case.append(float(v.mean()) if v.size else math.nan)
+        fg_mean[m] = describe(per_case, bootstrap=bootstrap, ci=ci, seed=[seed, zlib.crc32(f"__mean__/{m}".encode())])
+    return {
+        "n_cases": len(cases), "metrics": metrics, "bootstrap": int(bootstrap), "seed": int(seed), "ci": float(ci),
+        "labels": labels_out, "foreground_mean": fg_mean,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- evaluator
+class SegmentationEvaluator:
+    """Accumulates per-case metrics (for trainers, validation loops and :func:`evaluate_folders`).
+
+    Example:
+        >>> ev = SegmentationEvaluator({"liver": 1, "tumour": 2})
+        >>> ev.add("case_001", pred, ref, spacing=(2.5, 0.8, 0.8))  # doctest: +SKIP
+        >>> ev.summary()["labels"]["tumour"]["metrics"]["dice"]["mean"]  # doctest: +SKIP
+
+    Args:
+        labels: label name -> value; value 0 is skipped.
+        distances: compute HD95/ASSD (set ``False`` for a fast Dice-only evaluation).
+    """
+
+    def __init__(self, labels: Mapping[str, int], *, distances: bool = True) -> None:
+        self.labels = foreground_labels(labels)
+        self.distances = distances
+        self._rows: list[Row] = []
+        self._cases: set[str] = set()
+
+    def add(
+        self,
+        case_id: str,
+        pred: np.ndarray | None,
+        ref: np.ndarray,
+        spacing: Sequence[float] | None = None,
+        prob: np.ndarray | None = None,
+        roi: np.ndarray | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> list[Row]:
+        """Score one case (see :func:`case_metrics` for shapes and units) and keep its rows.
+
+        Args:
+            case_id: unique id of the case.
+            pred: predicted label map ``(*spatial)``, or ``None`` when the prediction is missing.
+            ref: reference label map ``(*spatial)``.
+            spacing: voxel size (mm) per array axis.
+            prob: optional probabilities ``(*spatial)`` or ``(C, *spatial)`` for the AUC.
+            roi: optional region-of-interest mask ``(*spatial)``.
+            extra: further columns copied into each row (e.g. file names).
+
+        Returns:
+            Copies of the rows added, one per label.
+        """
+        case_id = str(case_id)
+        if case_id in self._cases:
+            raise MedsightError(f"Expected each case once, got {case_id!r} twice; give cases unique ids")
+        rows = case_metrics(pred, ref, self.labels, spacing=spacing, prob=prob, roi=roi,
+                            distances=self.distances, case_id=case_id)
+        for r in rows:
+            r.update(extra or {})
+        self._cases.add(case_id)
+        self._rows.extend(rows)
+        log.debug("%s: %s", case_id, ", ".join(f"{r['label']} Dice {r['dice']:.4f}" for r in rows))
+        return [dict(r) for r in rows]
+
+    @property
+    def rows(self) -> list[Row]:
+        """All rows so far (copies), in the order added."""
+        return [dict(r) for r in self._rows]
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def summary(self, *, metrics: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+        """:func:`summarize` over the cases added so far."""
+        return summarize(self._rows, metrics=metrics, bootstrap=bootstrap, seed=seed)
+
+    def reset(self) -> None:
+        """Forget all cases."""
+        self._rows.clear()
+        self._cases.clear()
+
+
+def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV text of per-case rows (columns :data:`CSV_COLUMNS` first, then any others)."""
+    extra = [k for r in rows for k in r if k not in CSV_COLUMNS]
+    columns = [*CSV_COLUMNS, *dict.fromkeys(extra)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([csv_cell(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def read_per_case(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``per_case.csv`` back: metric columns as floats (NaN for blanks), flags as bools."""
+    raw = read_csv_rows(path, what="per_case.csv", fix="re-run medsight evaluate")
+    rows = []
+    for r in raw:
+        row: dict[str, Any] = dict(r)
+        for m in METRICS:
+            if m in row:
+                try:
+                    row[m] = float(row[m]) if row[m] not in (None, "") else math.nan
+                except ValueError:
+                    row[m] = math.nan
+        if "missing" in row:
+            row["missing"] = str(row["missing"]).strip().lower() in ("true", "1")
+        rows.append(row)
+    return rows
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "case", "label", "value", *METRICS, "volume_unit", "distance_unit", "empty", "missing", "prediction", "reference",
+)
+
+
+__all__ = ["CSV_COLUMNS", "SegmentationEvaluator", "describe", "read_per_case", "rows_to_csv", "summarize"]

@@ -1,1 +1,0 @@
-"""Dataset fingerprint and the editable plan (plans.json) derived from it."""

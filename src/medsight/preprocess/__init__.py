@@ -1,1 +1,0 @@
-"""Resampling, normalisation and the per-case array cache."""

@@ -1,1 +1,0 @@
-"""Training: patch sampling, the trainer loop, checkpoints and schedules."""
