@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from medsight.core.image import Image
-from medsight.data.check import KINDS, CheckReport, Problem, check_dataset, infer_spec_json, nifti_integrity
+from medsight.data.check import KINDS, CheckReport, Problem, check_dataset, nifti_integrity
 from medsight.data.dataset import CaseRef, DatasetSpec, load_dataset
+from medsight.data.spec_json import infer_spec_json
 from medsight.errors import MedsightError
 from medsight.io import read_image, write_image
 

@@ -137,8 +137,8 @@ def _facts(report: CheckReport) -> str:
 def run_init(args: argparse.Namespace) -> int:
     """``medsight dataset init``: write the inferred dataset.json; refuses to overwrite without ``--force``."""
     from medsight.core.atomic import write_text
-    from medsight.data.check import infer_spec_json
     from medsight.data.dataset import load_dataset
+    from medsight.data.spec_json import infer_spec_json
     from medsight.errors import require_exists
 
     folder = require_exists(args.dir, "dataset folder")

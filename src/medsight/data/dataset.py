@@ -32,6 +32,7 @@ from medsight.core.image import Image, SourceInfo
 from medsight.data.npz import load_npz_spec, npz_image
 from medsight.data.spec import CaseRef, DatasetSpec
 from medsight.errors import InputNotFoundError, MedsightError, user_error
+from medsight.io import read_image
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,6 @@ def _infer_labels(label_files: list[Path], raster: bool, sample: int = 20) -> di
         return {"background": 0, "foreground": 1}
     idx = np.unique(np.linspace(0, len(label_files) - 1, min(sample, len(label_files))).round().astype(int))
     counts: dict[int, int] = {}
-    from medsight.io import read_image
 
     for i in idx:
         try:
@@ -376,7 +376,6 @@ def _load_csv(path: Path) -> DatasetSpec:
 
 def read_label_map(path: Path, *, binary: bool) -> Image:
     """Read a label map as one channel of integers; RGB masks are refused; binary raster masks become {0, 1}."""
-    from medsight.io import read_image
 
     lab = read_image(path)
     arr = lab.array
@@ -404,7 +403,6 @@ def load_case(spec: DatasetSpec, ref: CaseRef, *, with_label: bool = True) -> Ca
     Raises:
         MedsightError: unreadable files, channels of different shapes/geometry, label geometry not matching.
     """
-    from medsight.io import read_image
 
     if ref.npz is not None:
         path, split, index = ref.npz

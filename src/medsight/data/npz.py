@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsight.core.guard import check_allocation
 from medsight.data.spec import CaseRef, DatasetSpec
 from medsight.errors import user_error
 
@@ -50,7 +51,6 @@ def check_npz_arrays(path: Path, headers: dict[str, tuple[tuple[int, ...], np.dt
         if not shape or n_img != shape[0]:
             raise user_error(f"one label per image in {images!r}", f"{n_img} images and {shape[0] if shape else 0} labels",
                              path, "re-save the archive with matching arrays")
-        from medsight.core.guard import check_allocation
 
         check_allocation(int(np.prod(headers[images][0], dtype=np.float64)) * headers[images][1].itemsize, path,
                          "image array")

@@ -12,6 +12,7 @@ import numpy as np
 
 from medsight.core.case import Case
 from medsight.core.image import Image, SourceInfo
+from medsight.io import write_image
 
 
 def make_phantom(
@@ -81,7 +82,6 @@ def write_phantom_dataset(
     """
     import json
 
-    from medsight.io import write_image
 
     root = Path(root)
     (root / "imagesTr").mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from medsight.data.check import check_dataset
 from medsight.data.dataset import DatasetSpec
 from medsight.errors import MedsightError
 
@@ -37,7 +38,6 @@ def _state(spec: DatasetSpec) -> tuple[object, ...]:
 
 def require_valid_dataset(spec: DatasetSpec, *, progress: Callable[[int, int], None] | None = None) -> None:
     """Run the dataset check; raise one :class:`MedsightError` naming the first file at fault when it finds errors."""
-    from medsight.data.check import check_dataset
 
     key = _state(spec)
     if key in _passed:

@@ -21,7 +21,9 @@ from typing import Any
 
 from medsight import __version__
 from medsight.core.hashing import input_checksums, sha256_file, utc_timestamp
+from medsight.engine.runtime import fold_files, read_manifest
 from medsight.errors import MedsightError
+from medsight.report.card import verify_weights
 
 AUDIT_ENV = "MEDSIGHT_AUDIT_LOG"
 AUDIT_FILE = "audit.jsonl"
@@ -72,8 +74,6 @@ def audited_prediction(source: str | Path, input_path: str | Path, output: str |
         parameters: further prediction options to record (no identifiers).
         log_path: the audit log (see :func:`audit_log_path`).
     """
-    from medsight.engine.runtime import fold_files, read_manifest
-    from medsight.report.card import verify_weights
 
     source = Path(source)
     record: dict[str, Any] = {

@@ -25,9 +25,11 @@ from typing import Any
 from medsight import __version__
 from medsight.core.atomic import write_text
 from medsight.core.hashing import sha256_file, utc_timestamp
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.networks import FORMATS, OPSET, quantize_int8, signature, to_onnx, to_torchscript
 from medsight.engine.runtime import MANIFEST, fold_files, read_manifest
 from medsight.errors import did_you_mean, user_error
+from medsight.report.card import build_model_card, write_card
 from medsight.tasks import load_run_plan
 
 _FILE = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -71,8 +73,6 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
         int8: ONNX only: dynamic int8 quantisation of the weights (see :func:`medsight.engine.networks.quantize_int8`).
         folds: export only these folds (default every trained fold).
     """
-    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from medsight.report.card import build_model_card, write_card
 
     run, out = Path(run_dir), Path(out)
     if fmt not in FORMATS:

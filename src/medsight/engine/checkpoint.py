@@ -18,6 +18,7 @@ from torch import nn
 from medsight import __version__
 from medsight.core.atomic import atomic_path
 from medsight.errors import MedsightError, user_error
+from medsight.models.registry import create_model
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,6 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
 def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     """Rebuild the network from a loaded checkpoint and load its weights (eval mode)."""
-    from medsight.models.registry import create_model
 
     model = create_model(state["architecture"], **state["init_args"])
     model.load_state_dict(state["state_dict"])

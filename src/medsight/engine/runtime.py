@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.networks import (
     OnnxNetwork,
     OnnxOptions,
@@ -89,7 +90,6 @@ def _refuse(manifest: dict[str, Any] | None, engine: str, root: Path) -> None:
 def load_networks(root: str | Path, *, folds: list[int] | None = None, engine: str = "torch", device: str | torch.device = "cpu",
                   options: OnnxOptions | None = None) -> tuple[list[Path], list[nn.Module]]:
     """The weights files and networks (eval mode) of every chosen fold, for ``engine`` (see the module table)."""
-    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
     root = Path(root)
     check_engine(engine)

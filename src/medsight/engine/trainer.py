@@ -23,12 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsight.core.atomic import write_text
+from medsight.core.atomic import remove_stale_temporaries, write_text
+from medsight.engine import distributed
 from medsight.engine.checkpoint import load_checkpoint, save_checkpoint
 from medsight.engine.config import PRECISIONS, RunOptions, TrainingConfig
+from medsight.engine.curves import plot_curves
 from medsight.engine.distributed import broadcast as distributed_broadcast
 from medsight.engine.schedule import lr_at
 from medsight.errors import MedsightError, user_error
+from medsight.models.registry import create_model
 from medsight.transforms.sampler import Prefetcher
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,6 @@ class Trainer:
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not train_ids:
             raise MedsightError("Expected at least one training case, got none; check the split")
-        from medsight.engine import distributed
 
         self.dist = distributed.init(config.device)
         if self.dist.rank:  # every rank samples its own patches; DDP copies rank 0's initial weights to all
@@ -123,7 +125,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ task hooks
     def build_model(self) -> torch.nn.Module:
-        from medsight.models.registry import create_model
 
         return create_model(self.architecture, **self.init_args)
 
@@ -160,7 +161,6 @@ class Trainer:
 
     def _resume(self, path: Path) -> None:
         if self.dist.is_main:  # a killed run may have left temporary files of its atomic writes behind
-            from medsight.core.atomic import remove_stale_temporaries
 
             for stale in remove_stale_temporaries(self.fold_dir):
                 log.info("removed %s, left by an interrupted write", stale.name)
@@ -303,7 +303,6 @@ class Trainer:
         for row in self.history:
             w.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "")) for k in columns})
         write_text(self.fold_dir / "metrics.csv", buf.getvalue())
-        from medsight.engine.curves import plot_curves
 
         plot_curves([self.fold_dir / "metrics.csv"], self.fold_dir / "curves.png")
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from medsight.core.atomic import write_text
+from medsight.core.atomic import atomic_path, write_text
 from medsight.core.image import Image
-from medsight.data.dataset import file_stem, image_files, match_files
+from medsight.core.tables import json_safe
+from medsight.data.dataset import file_stem, image_files, match_files, read_mask
 from medsight.errors import user_error
+from medsight.evaluate.folders import existing_folder, read_probabilities
 from medsight.evaluate.quantify import csv_text
 from medsight.metrics.lesions import CaseMatch, Detection, FrocResult, detect_lesions, froc, match_case
 
@@ -56,8 +58,6 @@ def _probability_files(folder: Path | None) -> dict[str, Path]:
 
 def _case_detections(pred_file: Path, prob_file: Path | None, *, value: int | None, threshold: float | None,
                      min_volume: float) -> tuple[Image, list[Detection], np.ndarray]:
-    from medsight.data.dataset import read_mask
-    from medsight.evaluate.folders import read_probabilities
 
     arr, image = read_mask(pred_file, binary_ok=value in (None, 1))
     mask = arr > 0 if value is None else arr == value
@@ -119,9 +119,6 @@ def evaluate_lesion_folders(pred_dir: str | Path, gt_dir: str | Path, *, prob_di
     (sensitivity, FP per case, CPM, sensitivity at each CPM rate, the matching rule) and ``froc.png``.
     A reference without a prediction counts as a case with no detections.
     """
-    from medsight.core.tables import json_safe
-    from medsight.data.dataset import read_mask
-    from medsight.evaluate.folders import existing_folder
 
     pred_path, gt_path = existing_folder(pred_dir, "prediction"), existing_folder(gt_dir, "reference")
     gt_files, pred_files = image_files(gt_path), image_files(pred_path)
@@ -170,7 +167,6 @@ def plot_froc(result: FrocResult, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medsight.core.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(5, 4))
     fp = np.asarray(result.fp_per_case)

@@ -18,9 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.atomic import write_text
+from medsight.core.display import resolve_window
 from medsight.core.image import Image
 from medsight.errors import user_error
+from medsight.io import read_image
+from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg, segment_names
 from medsight.metrics.lesions import components
+from medsight.report.overlay import best_slice, contour, encode_png, overlay_png
 
 COLUMNS = ("level", "label", "name", "lesion", "voxels", "volume_ml", "area_mm2", "bbox_start", "bbox_end",
            "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "longest_diameter_mm", "diameter_plane",
@@ -45,7 +50,6 @@ def longest_diameter(mask: np.ndarray, image: Image) -> float:
     """Longest distance (mm) between two voxel centres of ``mask`` on one slice (array axis 0 for 3D)."""
     from scipy.spatial.distance import pdist
 
-    from medsight.report.overlay import contour
 
     m = np.asarray(mask, dtype=bool)
     planes = [m] if m.ndim == 2 else [m[k] for k in np.flatnonzero(m.any(axis=(1, 2)))]
@@ -128,7 +132,6 @@ class QuantifyResult:
 
 def _overlay_uri(image: Image, labels: Image, *, window: Any, centre: float | None = None,
                  value: int | None = None) -> str:
-    from medsight.report.overlay import best_slice, encode_png, overlay_png
 
     img = np.asarray(image.array[0], dtype=np.float32)
     lab = np.asarray(labels.array[0])
@@ -168,7 +171,6 @@ def render_html(rows: list[dict[str, Any]], image: Image, labels: Image, *, wind
                            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     window_text = "percentiles 0.5-99.5"
     if window is not None:
-        from medsight.core.display import resolve_window
 
         level, width = resolve_window(window)
         window_text = html.escape(f"{window if isinstance(window, str) else 'custom'} (level {level:g}, width {width:g})")
@@ -200,9 +202,6 @@ def write_quantification(image_path: str | Path, labels_path: str | Path, out_di
             percentiles.
         series_uid: DICOM series to read when the image folder holds several.
     """
-    from medsight.core.atomic import write_text
-    from medsight.io import read_image
-    from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg, segment_names
 
     image = read_image(image_path, series_uid=series_uid)
     if is_dicom_seg(labels_path):

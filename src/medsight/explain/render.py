@@ -14,6 +14,8 @@ import numpy as np
 from medsight.core.atomic import atomic_path, write_bytes
 from medsight.core.image import Image
 from medsight.errors import user_error
+from medsight.io import read_image
+from medsight.io.cases import input_cases
 
 #: Colour map of the heat overlay.
 HEAT_CMAP = "jet"
@@ -133,7 +135,6 @@ def montage_3d(volume: Any, heat: Any, out_png: str | Path, *, max_slices: int =
 
 def explain_inputs(input_path: str | Path, channels: int) -> list[tuple[str, list[Path]]]:
     """(case id, files) of an ``explain`` input, which must exist."""
-    from medsight.io.cases import input_cases
 
     inp = Path(input_path)
     if not inp.exists():
@@ -143,7 +144,6 @@ def explain_inputs(input_path: str | Path, channels: int) -> list[tuple[str, lis
 
 def read_channels(files: list[Path]) -> Image:
     """One image from one file, or from one file per channel (concatenated)."""
-    from medsight.io import read_image
 
     parts = [read_image(f) for f in files]
     return parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))

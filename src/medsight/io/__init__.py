@@ -10,8 +10,9 @@ from pathlib import Path
 from medsight.core.atomic import atomic_path
 from medsight.core.image import Image
 from medsight.errors import InputNotFoundError, MedsightError, user_error
-from medsight.io.itk import ITK_SUFFIXES
-from medsight.io.raster import RASTER_SUFFIXES
+from medsight.io.dicom import find_dicom_files, is_dicom_file, read_dicom
+from medsight.io.itk import ITK_SUFFIXES, read_itk, write_itk
+from medsight.io.raster import RASTER_SUFFIXES, read_raster, write_raster
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".bmp")
 
@@ -46,7 +47,6 @@ def detect_format(path: str | Path) -> str:
     if not p.exists():
         raise InputNotFoundError(f"Expected an existing file or folder, got {p} which does not exist; check the path")
     if p.is_dir():
-        from medsight.io.dicom import find_dicom_files
 
         if find_dicom_files(p, limit=1):
             return "dicom"
@@ -63,7 +63,6 @@ def detect_format(path: str | Path) -> str:
         return "raster"
     if suf == ".npz":
         return "npz"
-    from medsight.io.dicom import is_dicom_file
 
     if suf in (".dcm", ".dicom", ".ima") or is_dicom_file(p):
         return "dicom"
@@ -92,15 +91,12 @@ def read_image(path: str | Path, *, series_uid: str | None = None, strict: bool 
     if not p.is_dir() and not _readable(p):
         raise user_error("a readable file", "a file without read permission", p, "fix its permissions (chmod +r)")
     if fmt == "itk":
-        from medsight.io.itk import read_itk
 
         image = read_itk(p)
     elif fmt == "raster":
-        from medsight.io.raster import read_raster
 
         image = read_raster(p)
     elif fmt == "dicom":
-        from medsight.io.dicom import read_dicom
 
         image = read_dicom(p, series_uid=series_uid)
     else:
@@ -149,13 +145,11 @@ def write_image(image: Image, path: str | Path) -> Path:
         )
     with atomic_path(path) as tmp:
         if suf in ITK_SUFFIXES:
-            from medsight.io.itk import write_itk
 
             if suf == ".mhd":
                 raise MedsightError(f"Expected a single-file output, got .mhd for {path}; use .mha instead")
             write_itk(image, tmp)
         else:
-            from medsight.io.raster import write_raster
 
             write_raster(image, tmp)
     return path

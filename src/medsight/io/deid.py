@@ -48,6 +48,7 @@ from pydicom.tag import BaseTag
 from medsight import __version__
 from medsight.core.atomic import atomic_path, write_text
 from medsight.errors import require_exists, user_error
+from medsight.io.dicom import find_dicom_files, walk_files
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +361,6 @@ def deidentify_folder(
     Returns:
         The :class:`DeidResult`.
     """
-    from medsight.io.dicom import find_dicom_files, walk_files
 
     src = require_exists(in_dir, "input folder")
     if not src.is_dir():

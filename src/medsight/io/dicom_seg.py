@@ -22,9 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medsight import __version__
 from medsight.core.atomic import atomic_path
+from medsight.core.display import label_colour
 from medsight.core.image import Image, SourceInfo
 from medsight.errors import MedsightError, require_exists, user_error
+from medsight.io import strip_suffix
+from medsight.io.dicom import find_dicom_files, read_dicom
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +56,6 @@ def _series_datasets(series: Path, series_uid: str) -> list:
     """The image datasets (headers, no pixels) of ``series_uid`` under ``series`` (a folder or one file)."""
     import pydicom
 
-    from medsight.io.dicom import find_dicom_files
 
     files = find_dicom_files(series) if series.is_dir() else [series]
     out = []
@@ -120,9 +123,6 @@ def write_dicom_seg(
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from medsight import __version__
-    from medsight.core.display import label_colour
-    from medsight.io.dicom import read_dicom
 
     series = require_exists(series, "DICOM series folder")
     uid = series_uid or labels.source.series_uid or None
@@ -169,7 +169,6 @@ def write_dicom_seg(
 
 
 def _segmentation(hd, datasets, mask, descriptions, series_description):  # type: ignore[no-untyped-def]
-    from medsight import __version__
 
     return hd.seg.Segmentation(
         source_images=datasets,
@@ -201,7 +200,6 @@ def write_prediction_seg(labels: Image, series: str | Path, target: str | Path, 
 
     The dataset is the one recorded in ``run_dir/config.json`` (``medsight train`` writes it).
     """
-    from medsight.io import strip_suffix
 
     dataset_json = None
     config = Path(run_dir) / "config.json"
@@ -274,7 +272,6 @@ def read_dicom_seg(path: str | Path, series: str | Path | None = None) -> Image:
             array = _relabel(np.asarray(volume.array), mapping)
             return Image(array[None], spacing=tuple(spacing), origin=tuple(affine[:3, 3]),
                          direction=affine[:3, :3] / spacing[None, :], source=source)
-        from medsight.io.dicom import read_dicom
 
         series_path = require_exists(series, "DICOM series folder")
         uid = next((u for u in referenced), None)

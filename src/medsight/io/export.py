@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.display import resolve_window
 from medsight.core.image import Image
 from medsight.errors import require_exists, user_error
 from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, strip_suffix, write_image
+from medsight.io.dicom import list_series
+from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
 
 #: Suffixes written as one 8-bit image per slice when the input is a volume.
 RASTER_OUTPUTS = (".png", ".tif", ".tiff", ".bmp")
@@ -55,7 +58,6 @@ class ConversionResult:
 def parse_window(text: str) -> tuple[float, float]:
     """Parse a window: a preset name (``"lung"``, ``"bone"``, see :mod:`medsight.core.display`) or
     ``"LEVEL,WIDTH"`` (e.g. ``"40,400"``, ``"-600,1500"``); the width must be positive."""
-    from medsight.core.display import resolve_window
 
     return resolve_window(text)
 
@@ -318,7 +320,6 @@ def describe_npz(path: str | Path) -> dict[str, Any]:
 def read_any(path: Path, *, series_uid: str | None = None, strict: bool | None = None) -> Image:
     """:func:`medsight.io.read_image`, plus DICOM-SEG files read as label maps on their own frame grid."""
     if path.is_file() and series_uid is None:
-        from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
 
         if is_dicom_seg(path):
             return read_dicom_seg(path)
@@ -350,7 +351,6 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
         return {"kind": "npz", **describe_npz(p)}
     out: dict[str, Any] = {"kind": "image"}
     if fmt == "dicom" and p.is_dir():
-        from medsight.io.dicom import list_series
 
         series = list_series(p)
         out["series"] = [dataclasses.asdict(s) for s in series]

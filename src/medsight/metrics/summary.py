@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medsight.core.tables import csv_cell, read_csv_rows
-from medsight.errors import MedsightError
+from medsight.errors import MedsightError, did_you_mean
 from medsight.metrics.segmentation import METRICS, RATIO_METRICS, Row, case_metrics, foreground_labels
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,6 @@ def summarize(
     else:
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
-            from medsight.errors import did_you_mean
 
             raise did_you_mean(unknown[0], METRICS, "metric")
     metrics = list(metrics)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsight.errors import user_error
+from medsight.errors import did_you_mean, user_error
 from medsight.models.unet import DeepSupervisionUNet
 
 TASKS = ("segmentation", "classification", "heatmap")
@@ -45,7 +45,6 @@ class MultitaskOutput(NamedTuple):
 
 def check_tasks(tasks: Sequence[str], where: Any = None) -> list[str]:
     """The task list in canonical order; raises for unknown names, an empty list or a heat map without masks."""
-    from medsight.errors import did_you_mean
 
     out = list(dict.fromkeys(str(t) for t in tasks))
     for t in out:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medsight import __version__
 from medsight.core.tables import csv_float
 from medsight.data.dataset import file_stem, image_files
 from medsight.errors import InputNotFoundError
@@ -171,7 +172,6 @@ def stat_cell(stats: Mapping[str, Any] | None) -> str:
 def page(title: str, parts: Sequence[tuple[str, str]], *, note: str = "") -> str:
     """A whole HTML page: ``title``, a note line (raw HTML, e.g. where the data came from) with the date and
     medsight version, then one ``<h2>`` section per (title, HTML) pair."""
-    from medsight import __version__
 
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     body = "".join(f"<h2>{esc(name)}</h2>{content}" for name, content in parts)

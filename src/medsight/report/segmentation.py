@@ -29,8 +29,10 @@ import numpy as np
 from medsight.core.tables import csv_float
 from medsight.data.dataset import read_mask
 from medsight.errors import MedsightError
+from medsight.io import read_image
 from medsight.metrics.summary import read_per_case
 from medsight.report.html import case_index, esc, fmt, img, lookup, na, read_json, stat_cell, table
+from medsight.report.overlay import best_slice, encode_png, overlay_png
 from medsight.report.run import write_report
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,6 @@ def _overlay_section(run_dir: Path, rows: list[dict[str, Any]], summary: dict[st
 
 def _render_case(run_dir: Path, case: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None,
                  images: Mapping[str, Path], references: Mapping[str, Path] | None) -> bytes | None:
-    from medsight.io import read_image
-    from medsight.report.overlay import best_slice, encode_png, overlay_png
 
     val = run_dir / "validation"
     crow = next((r for r in rows if str(r.get("case")) == case), {})

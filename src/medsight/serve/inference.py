@@ -20,9 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from medsight.engine.run import run_task
+from medsight.core.atomic import write_text
+from medsight.engine.checkpoint import load_checkpoint
+from medsight.engine.run import checkpoints, run_task
 from medsight.errors import MedsightError, user_error
+from medsight.evaluate.quantify import COLUMNS, csv_text, quantify
 from medsight.io import read_image, strip_suffix
+from medsight.tasks import task_of_run
+from medsight.tasks.classification.pipeline import predict_classification
+from medsight.tasks.segmentation.pipeline import predict
+from medsight.tasks.segmentation.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +61,6 @@ def run_job(run: Path, inp: Path, out: Path, *, tta: bool, explain: bool, device
 
 
 def _segment(run: Path, inp: Path, out: Path, *, tta: bool, device: str | None) -> JobResult:
-    from medsight.core.atomic import write_text
-    from medsight.evaluate.quantify import COLUMNS, csv_text, quantify
-    from medsight.tasks.segmentation.pipeline import predict
-    from medsight.tasks.segmentation.plan import Plan
 
     written = predict(run, inp, out, tta=tta, device=device, save_probabilities=True, dicom_seg=inp.is_dir())
     labels_file = written[0]
@@ -92,7 +95,6 @@ def read_label_map(path: Path, names: dict[str, int]) -> Any:
 
 
 def _classify(run: Path, inp: Path, out: Path, *, tta: bool, device: str | None) -> JobResult:
-    from medsight.tasks.classification.pipeline import predict_classification
 
     written = predict_classification(run, inp, out, tta=tta, device=device)
     table = written[0]
@@ -111,9 +113,6 @@ def _classify(run: Path, inp: Path, out: Path, *, tta: bool, device: str | None)
 def _explain(run: Path, inp: Path, out: Path, *, device: str | None) -> dict[str, Path]:
     """The task's own heat map of the first trained fold (Grad-CAM, occlusion for networks without a feature map,
     label saliency for segmentation)."""
-    from medsight.engine.checkpoint import load_checkpoint
-    from medsight.engine.run import checkpoints
-    from medsight.tasks import task_of_run
 
     task = task_of_run(run)
     ckpt = next(iter(checkpoints(run, fallback_last=False).values()))

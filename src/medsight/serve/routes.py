@@ -27,10 +27,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from medsight.core.display import WINDOW_PRESETS, window_bounds
+from medsight.engine.run import run_task
 from medsight.serve.config import ServeConfig
+from medsight.serve.inference import JOBS
 from medsight.serve.jobs import Job, JobManager
 from medsight.serve.runs import RUN_FILE_SUFFIXES, RunCase, RunCatalog, run_facts
 from medsight.serve.security import api_error, resolve_under_roots
+from medsight.serve.uploads import extract_dicom_zip, save_upload
+from medsight.serve.viewer_data import CASE_VOLUMES, case_volume, job_volume
 from medsight.serve.volumes import Volume, VolumeCache, render_png
 
 router = APIRouter(prefix="/api")
@@ -74,7 +79,6 @@ def health() -> dict[str, str]:
 
 @router.get("/presets", summary="CT window presets (level, width in HU)")
 def presets() -> dict[str, Any]:
-    from medsight.core.display import WINDOW_PRESETS
 
     return {"presets": {k: list(v) for k, v in WINDOW_PRESETS.items()}}
 
@@ -125,8 +129,6 @@ def create_job(
     tta: Annotated[bool, Form(description="mirror test-time augmentation")] = False,
     explain: Annotated[bool, Form(description="also compute a Grad-CAM / saliency heat map")] = False,
 ) -> Response:
-    from medsight.engine.run import run_task
-    from medsight.serve.inference import JOBS
 
     state = _state(request)
     run_path = _run_path(state, run)
@@ -151,7 +153,6 @@ def create_job(
 
 def _build_job(state: ServerState, job_id: str, folder: Path, run: str, run_path: Path, *, file: UploadFile | None,
                path: str | None, reference: UploadFile | None, reference_path: str | None) -> Job:
-    from medsight.serve.uploads import extract_dicom_zip, save_upload
 
     cfg = state.config
     if file is not None:
@@ -221,7 +222,6 @@ def _require(job: Job, name: str, available: list[str], kind: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- volumes
 def _job_volume(state: ServerState, job_id: str, name: str) -> Volume:
-    from medsight.serve.viewer_data import job_volume
 
     job = state.jobs.get(job_id)
     _require(job, name, job.volume_names(), "volume")
@@ -229,7 +229,6 @@ def _job_volume(state: ServerState, job_id: str, name: str) -> Volume:
 
 
 def _case_volume(state: ServerState, run: str, case_id: str, name: str) -> Volume:
-    from medsight.serve.viewer_data import CASE_VOLUMES, case_volume
 
     case = _run_case(state, run, case_id)
     available = [n for n, attr in CASE_VOLUMES.items() if getattr(case, attr) is not None]
@@ -250,7 +249,6 @@ def _data_response(request: Request, volume: Volume) -> Response:
 
 def _slice_response(volume: Volume, axis: str, index: int | None, channel: int, window: str | None,
                     level: float | None, width: float | None) -> Response:
-    from medsight.core.display import window_bounds
 
     if window:
         bounds: tuple[float, float] | None = window_bounds(window)

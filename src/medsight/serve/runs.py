@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medsight.data.dataset import load_dataset
 from medsight.engine.run import plan_task
 from medsight.errors import MedsightError, user_error
 from medsight.io import full_suffix, strip_suffix
@@ -129,7 +130,6 @@ class RunCatalog:
 
 def _dataset_files(run: Path) -> dict[str, tuple[Path | None, Path | None]]:
     """case id -> (first image file, label file) of the dataset recorded in ``config.json`` ({} when unavailable)."""
-    from medsight.data.dataset import load_dataset
 
     recorded = _read_json(run / "config.json").get("dataset")
     if not recorded:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from medsight.io.dicom import is_dicom_file
 from medsight.serve.security import api_error, megabytes
 
 CHUNK = 1024 * 1024
@@ -168,7 +169,6 @@ def extract_dicom_zip(zip_path: Path, dest: Path, *, max_total_bytes: int) -> in
     Raises:
         HTTPException: 400 unsafe member, 413 too big or a zip bomb, 415 not a zip or no DICOM file in it.
     """
-    from medsight.io.dicom import is_dicom_file
 
     try:
         zf = zipfile.ZipFile(zip_path)

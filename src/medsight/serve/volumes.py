@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.display import label_colour, window_bounds
 from medsight.core.image import Image
+from medsight.report.overlay import encode_png, to_display
 from medsight.serve.security import api_error
 
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -150,7 +152,6 @@ def image_volume(image: Image, *, grid: str = "native") -> Volume:
     """An intensity image; the default window is ``soft_tissue`` for CT, else the 0.5-99.5 percentiles."""
     data = _compact(image.array)
     if image.source.modality == "CT":
-        from medsight.core.display import window_bounds
 
         window = window_bounds("soft_tissue")
     else:
@@ -160,7 +161,6 @@ def image_volume(image: Image, *, grid: str = "native") -> Volume:
 
 def label_volume(image: Image, names: Mapping[str, int] | None = None) -> Volume:
     """A label map ``(1, *spatial)`` with a name and colour per value present or named."""
-    from medsight.core.display import label_colour
 
     data = np.rint(np.asarray(image.array)).astype(np.int64) if image.array.dtype.kind == "f" else np.asarray(image.array)
     data = np.ascontiguousarray(data, dtype=np.uint8 if data.max(initial=0) < 256 and data.min(initial=0) >= 0 else np.int16)
@@ -183,8 +183,6 @@ def fraction_volume(array: np.ndarray, like: Image, *, kind: str, names: list[st
 def render_png(volume: Volume, axis: str, index: int, *, channel: int = 0,
                window: tuple[float, float] | None = None) -> bytes:
     """PNG bytes of one slice: a windowed grey (or RGB) image, a coloured label map, or a grey [0, 1] map."""
-    from medsight.core.display import label_colour
-    from medsight.report.overlay import encode_png, to_display
 
     if volume.kind == "labels":
         values = volume.plane(axis, index, 0).astype(np.int64)

@@ -25,6 +25,7 @@ import numpy as np
 
 from medsight.core.atomic import atomic_path, write_text
 from medsight.core.case import Case
+from medsight.core.guard import check_allocation
 from medsight.data.dataset import CaseRef, DatasetSpec, load_case
 from medsight.data.fingerprint import nonzero_bbox
 from medsight.transforms.config import PreprocessConfig, SegmentationPreprocessing
@@ -183,7 +184,6 @@ class CaseCache:
         self.case_ids = list(case_ids)
         mode: Literal["r"] | None = None if in_memory else "r"
         if in_memory:
-            from medsight.core.guard import check_allocation
 
             size = sum((self.folder / f"{c}{s}.npy").stat().st_size for c in case_ids for s in ("", "_seg"))
             check_allocation(size, self.folder, "in-memory case cache")

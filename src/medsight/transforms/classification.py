@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medsight.core.atomic import atomic_path, write_text
+from medsight.core.guard import check_disk
 from medsight.core.image import Image
 from medsight.data.dataset import CaseRef, DatasetSpec, load_case
 from medsight.errors import user_error
@@ -181,7 +182,6 @@ def preprocess_classification(spec: DatasetSpec, plan: ClassificationPreprocessi
     n = len(spec.cases)
     shape = (n, len(plan.channel_names), *plan.input_size)
     need = math.prod(shape) * 4
-    from medsight.core.guard import check_disk
 
     check_disk(need, cache_dir, "preprocessed image cache")
     if need > 16 * 2**30:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medsight.core.display import apply_window
 from medsight.transforms.config import Normalization
 
 
@@ -29,7 +30,6 @@ def normalize_channel(x: np.ndarray, norm: Normalization) -> np.ndarray:
     if norm.scheme == "rgb":
         return ((x - (norm.mean or 0.0)) / max(norm.std or 1.0, 1e-6)).astype(np.float32)
     if norm.scheme.startswith("window:"):
-        from medsight.core.display import apply_window
 
         return apply_window(x, norm.scheme.split(":", 1)[1])
     if norm.scheme == "zscore":

@@ -10,8 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from medsight.engine.checkpoint import model_from_checkpoint
 from medsight.errors import user_error
+from medsight.explain import grad_cam, occlusion
 from medsight.explain.render import explain_inputs, read_channels, render_heatmap, save_heatmap_npz
+from medsight.tasks.classification.plan import ClassificationPlan
+from medsight.transforms.classification import prepare_image
 
 
 def target_index(target: str | None, names: list[str], predicted: int) -> int:
@@ -28,10 +32,6 @@ def explain_classification(state: dict[str, Any], input_path: str | Path, out: P
                            method: str = "both", device: str | None = None, temperature: float = 1.0) -> list[Path]:
     """Heat maps for every input image; returns the files written (``temperature`` calibrates the probabilities
     shown in the titles, as in prediction)."""
-    from medsight.engine.checkpoint import model_from_checkpoint
-    from medsight.explain import grad_cam, occlusion
-    from medsight.tasks.classification.plan import ClassificationPlan
-    from medsight.transforms.classification import prepare_image
 
     plan = ClassificationPlan.from_dict(state["plan"])
     if plan.tabular:

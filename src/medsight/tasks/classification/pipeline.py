@@ -28,18 +28,38 @@ import numpy as np
 import torch
 
 from medsight.core.atomic import write_text
-from medsight.data.dataset import DatasetSpec, load_dataset
+from medsight.core.tables import json_safe
+from medsight.data.dataset import DatasetSpec, load_case, load_dataset
 from medsight.data.fingerprint import compute_fingerprint
+from medsight.data.sanity import check_input
 from medsight.data.splits import fold_list, load_or_create_splits
 from medsight.data.validate import require_valid_dataset
 from medsight.engine import distributed
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
 from medsight.engine.parallel import train_folds_in_parallel as parallel_folds
+from medsight.engine.runtime import load_networks
 from medsight.errors import MedsightError, user_error
+from medsight.io import read_image
+from medsight.io.cases import input_cases
+from medsight.metrics import classification as cm
+from medsight.metrics.auc import macro_auc
+from medsight.metrics.classification import choose_threshold, fit_temperature
+from medsight.report import plots
+from medsight.report.card import write_model_card
 from medsight.tasks.classification.plan import ClassificationPlan, load_plan, make_classification_plan
+from medsight.tasks.classification.report import write_classification_report
 from medsight.tasks.classification.trainer import ClassificationTrainer, predict_logits, probabilities
-from medsight.transforms.classification import ClassificationCache, fit_tabular, preprocess_classification
+from medsight.transforms.classification import (
+    ClassificationCache,
+    encode_tabular,
+    fit_tabular,
+    label_array,
+    prepare_image,
+    preprocess_classification,
+)
+from medsight.transforms.synthetic import check_ratio, prepare_synthetic_classification
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +176,6 @@ def train_classification(
     cache = preprocess_classification(spec, plan, run / "preprocessed", progress=pp)
     syn_cache = None
     if synthetic is not None:  # never in splits, validation, calibration or reports
-        from medsight.transforms.synthetic import check_ratio, prepare_synthetic_classification
 
         synthetic_ratio = check_ratio(synthetic_ratio)
         syn_cache = prepare_synthetic_classification(synthetic, plan, run / "preprocessed_synthetic")
@@ -193,7 +212,6 @@ def train_classification(
 
 
 def _load_models(checkpoints: list[Path], device: torch.device) -> list[torch.nn.Module]:
-    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
     return [model_from_checkpoint(load_checkpoint(c)).to(device) for c in checkpoints]
 
@@ -205,7 +223,6 @@ def _tta_axes(plan: ClassificationPlan) -> tuple[int, ...]:
 def calibrate_fold(plan: ClassificationPlan, cache: ClassificationCache, fold_dir: Path, val_ids: list[str], *,
                    device: str | None = None) -> dict[str, Any]:
     """Validation logits of the fold's best checkpoint (with flip TTA), its temperature, and its predictions."""
-    from medsight.metrics.classification import fit_temperature
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = _load_models([fold_dir / "checkpoint_best.pt"], dev)[0]
@@ -218,14 +235,12 @@ def calibrate_fold(plan: ClassificationPlan, cache: ClassificationCache, fold_di
     probs = probabilities(logits, plan.multilabel, temperature)
     write_text(fold_dir / "validation" / "predictions.csv",
                predictions_csv(val_ids, probs, plan, labels=y, thresholds=None, logits=logits))
-    from medsight.metrics.auc import macro_auc
 
     return {"auc": macro_auc(y, probs, plan.multilabel), "temperature": temperature, "cases": len(val_ids)}
 
 
 def decide_thresholds(plan: ClassificationPlan, probs: np.ndarray, y: np.ndarray) -> list[float] | None:
     """Decision thresholds chosen on validation data: binary -> [t]; multi-label -> one per class; else None."""
-    from medsight.metrics.classification import choose_threshold
 
     method = "sensitivity" if plan.target_sensitivity else "youden"
     kw = {"method": method, "target_sensitivity": plan.target_sensitivity} if plan.target_sensitivity else {"method": method}
@@ -238,7 +253,6 @@ def decide_thresholds(plan: ClassificationPlan, probs: np.ndarray, y: np.ndarray
 
 def finalize_classification(run: Path, *, num_folds: int) -> dict[str, Any]:
     """Pool out-of-fold validation predictions: thresholds, metrics with CIs, plots, summary and report."""
-    from medsight.core.tables import json_safe
 
     plan = load_plan(run / "plans.json")
     done = [k for k in range(num_folds) if (run / f"fold_{k}" / "validation" / "predictions.csv").is_file()]
@@ -264,10 +278,8 @@ def finalize_classification(run: Path, *, num_folds: int) -> dict[str, Any]:
         summary["thresholds"] = thresholds
     write_text(run / "calibration.json", json.dumps(json_safe(calibration), indent=2))
     write_text(run / "summary.json", json.dumps(json_safe(summary), indent=2))
-    from medsight.tasks.classification.report import write_classification_report
 
     write_classification_report(run, plan)
-    from medsight.report.card import write_model_card
 
     write_model_card(run, plan)  # MODEL_CARD.md + model_card.json: data, validation with CIs, limits, weights' SHA-256
     return summary
@@ -331,9 +343,6 @@ def read_predictions(path: Path, plan: ClassificationPlan) -> tuple[list[str], n
 def write_evaluation(out: Path, files: list[str], probs: np.ndarray, y: np.ndarray, plan: ClassificationPlan,
                      thresholds: list[float] | None) -> dict[str, Any]:
     """metrics.json (with bootstrap CIs), predictions.csv and ROC / PR / reliability / confusion plots in ``out``."""
-    from medsight.core.tables import json_safe
-    from medsight.metrics import classification as cm
-    from medsight.report import plots
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = cm.classification_metrics(y, probs, plan.class_names, multilabel=plan.multilabel, thresholds=thresholds)
@@ -357,7 +366,6 @@ class ClassificationPredictor:
 
     def __init__(self, run_dir: str | Path, *, folds: list[int] | None = None, device: str | None = None, tta: bool = True,
                  engine: str = "torch") -> None:
-        from medsight.engine.runtime import load_networks
 
         run = Path(run_dir)  # a run folder, or an export of one (medsight export)
         plan = load_plan(run / "plans.json")
@@ -419,10 +427,6 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
     ``run_dir`` may be an export; ``engine`` (``torch`` or ``onnx``) and ``strict`` as in
     :func:`medsight.tasks.segmentation.pipeline.predict`.
     """
-    from medsight.data.dataset import load_case
-    from medsight.data.sanity import check_input
-    from medsight.io import read_image
-    from medsight.transforms.classification import encode_tabular, prepare_image
 
     inp = Path(input_path)
     if not inp.exists():
@@ -444,7 +448,6 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
             if progress:
                 progress(i + 1, len(spec.cases))
     else:
-        from medsight.io.cases import input_cases
 
         if plan.tabular:
             raise user_error("a CSV with the tabular columns " + ", ".join(plan.tabular.get("columns", [])), "plain images", inp,
@@ -464,7 +467,6 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if spec is not None and all(lab is not None for lab in labels):
-        from medsight.transforms.classification import label_array
 
         y = label_array(labels, plan.num_classes, plan.multilabel)
         metrics = write_evaluation(out, names, probs, y, plan, pred.thresholds)

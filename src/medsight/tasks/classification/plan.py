@@ -31,7 +31,7 @@ from medsight.core.atomic import write_text
 from medsight.data.fingerprint import Fingerprint
 from medsight.engine.config import TrainingConfig
 from medsight.engine.run import plan_task, read_plan_json
-from medsight.errors import MedsightError, user_error
+from medsight.errors import MedsightError, did_you_mean, user_error
 from medsight.transforms.config import AugmentConfig, Normalization, augment_from_dict, normalization_text
 
 CLASSIFICATION_PLAN_VERSION = 1
@@ -178,7 +178,6 @@ def make_classification_plan(
             norms.append(Normalization("zscore"))
     name = network or "resnet18"
     if name not in ARCHITECTURES:
-        from medsight.errors import did_you_mean
 
         raise did_you_mean(name, ARCHITECTURES, "network")
     if name == "cnnlstm" and d != 3:

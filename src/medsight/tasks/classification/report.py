@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from medsight.explain import grad_cam, montage_3d, occlusion, overlay_heatmap
 from medsight.report.html import esc, fmt, img, na, table
 from medsight.report.run import write_report
 from medsight.tasks.classification.plan import ClassificationPlan
@@ -74,8 +76,6 @@ def heatmap_section(run: Path, plan: ClassificationPlan) -> str:
     """Grad-CAM (occlusion for networks without a spatial layer) of the chosen validation cases."""
     import torch
 
-    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from medsight.explain import grad_cam, montage_3d, occlusion, overlay_heatmap
 
     cases = confidence_cases(run, plan)
     cache = _load_cache(run)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsight.engine.checkpoint import load_checkpoint
 from medsight.engine.config import RunOptions
 from medsight.engine.trainer import Trainer
 from medsight.errors import user_error
@@ -139,7 +140,6 @@ class ClassificationTrainer(Trainer):
     def build_model(self) -> nn.Module:
         model = super().build_model()
         if self.init_from is not None:
-            from medsight.engine.checkpoint import load_checkpoint
 
             state = load_checkpoint(self.init_from)
             loader = getattr(model, "load_pretrained", None)

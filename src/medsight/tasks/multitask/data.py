@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from medsight.core.atomic import write_text
 from medsight.data.dataset import DatasetSpec, file_stem, load_dataset
 from medsight.errors import user_error
 
@@ -185,7 +186,6 @@ def load_multitask_dataset(path: str | Path, *, label_from_name: str | None = No
 
 def write_labels_csv(dataset: MultitaskDataset, path: str | Path) -> Path:
     """Write the dataset's classes as a ``file,label`` CSV (e.g. to freeze labels taken from file names)."""
-    from medsight.core.atomic import write_text
 
     lines = ["file,label"]
     for ref in dataset.spec.cases:

@@ -29,13 +29,31 @@ import numpy as np
 from medsight.core.atomic import write_text
 from medsight.core.tables import json_safe
 from medsight.data.dataset import load_case
+from medsight.data.fingerprint import compute_fingerprint
+from medsight.data.splits import load_or_create_splits
 from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
 from medsight.errors import user_error
-from medsight.metrics.summary import rows_to_csv
+from medsight.io import read_image, strip_suffix, write_image
+from medsight.metrics.auc import macro_auc
+from medsight.metrics.classification import fit_temperature
+from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
+from medsight.tasks.classification.pipeline import (
+    decide_thresholds,
+    predictions_csv,
+    read_predictions,
+    write_evaluation,
+)
+from medsight.tasks.classification.trainer import probabilities
 from medsight.tasks.multitask.data import MultitaskDataset, load_multitask_dataset
 from medsight.tasks.multitask.plan import MultitaskPlan, load_multitask_plan, make_multitask_plan
-from medsight.transforms.postprocess import decide_largest_component
+from medsight.tasks.multitask.predict import MultitaskPredictor
+from medsight.tasks.multitask.report import write_multitask_report
+from medsight.tasks.multitask.sampler import MultitaskCache
+from medsight.tasks.multitask.trainer import MultitaskTrainer
+from medsight.tasks.segmentation.pipeline import default_base_filters, mean_dice_of
+from medsight.transforms.cache import preprocess_dataset
+from medsight.transforms.postprocess import decide_largest_component, keep_largest_component
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +78,6 @@ def plan_multitask(dataset: str | Path, out: str | Path, *, label_from_name: str
     """
     import torch
 
-    from medsight.data.fingerprint import compute_fingerprint
-    from medsight.tasks.segmentation.pipeline import default_base_filters
 
     data = load_multitask_dataset(dataset, label_from_name=label_from_name)
     fp = compute_fingerprint(data.spec, progress=progress)
@@ -103,10 +119,6 @@ def train_multitask(dataset: str | Path, run_dir: str | Path, *, folds: list[int
         progress: callback receiving progress events.
         **planning: options of :func:`plan_multitask` when the run has no plan yet.
     """
-    from medsight.data.splits import load_or_create_splits
-    from medsight.tasks.multitask.sampler import MultitaskCache
-    from medsight.tasks.multitask.trainer import MultitaskTrainer
-    from medsight.transforms.cache import preprocess_dataset
 
     config = config or RunOptions()
     run = Path(run_dir)
@@ -143,14 +155,6 @@ def train_multitask(dataset: str | Path, run_dir: str | Path, *, folds: list[int
 def validate_fold(data: MultitaskDataset, run: Path, fold_dir: Path, val_ids: list[str], *,
                   device: str | None = None) -> dict[str, Any]:
     """Predict the fold's validation cases at native geometry (mirror TTA): masks scored, temperature fitted."""
-    from medsight.io import write_image
-    from medsight.metrics.auc import macro_auc
-    from medsight.metrics.classification import fit_temperature
-    from medsight.metrics.summary import SegmentationEvaluator
-    from medsight.tasks.classification.pipeline import predictions_csv
-    from medsight.tasks.classification.trainer import probabilities
-    from medsight.tasks.multitask.predict import MultitaskPredictor
-    from medsight.tasks.segmentation.pipeline import mean_dice_of
 
     plan = load_multitask_plan(run / "plans.json")
     plan = plan.with_changes(postprocessing={**plan.postprocessing, "largest_component": []})  # decided on raw masks
@@ -190,10 +194,6 @@ def validate_fold(data: MultitaskDataset, run: Path, fold_dir: Path, val_ids: li
 
 
 def _pool_segmentation(data: MultitaskDataset, run: Path, plan: MultitaskPlan, done: list[int]) -> tuple[MultitaskPlan, dict[str, Any]]:
-    from medsight.io import read_image, strip_suffix
-    from medsight.metrics.summary import SegmentationEvaluator
-    from medsight.tasks.segmentation.pipeline import mean_dice_of
-    from medsight.transforms.postprocess import keep_largest_component
 
     pooled, spacing = {}, {}
     for k in done:
@@ -219,7 +219,6 @@ def _pool_segmentation(data: MultitaskDataset, run: Path, plan: MultitaskPlan, d
 
 
 def _pool_classification(run: Path, plan: MultitaskPlan, done: list[int]) -> dict[str, Any]:
-    from medsight.tasks.classification.pipeline import decide_thresholds, read_predictions, write_evaluation
 
     view = plan.classification_view()
     folds = [read_predictions(run / f"fold_{k}" / "validation" / "predictions.csv", view) for k in done]
@@ -233,7 +232,6 @@ def _pool_classification(run: Path, plan: MultitaskPlan, done: list[int]) -> dic
 
 def finalize_multitask(data: MultitaskDataset, run: Path, *, num_folds: int) -> dict[str, Any]:
     """Pool the folds' validation predictions: postprocessing, thresholds, metrics of both tasks, summary, report."""
-    from medsight.tasks.multitask.report import write_multitask_report
 
     plan = load_multitask_plan(run / "plans.json")
     fold_file = "fold_{k}/validation/{name}"

@@ -26,7 +26,7 @@ import numpy as np
 
 from medsight.data.fingerprint import Fingerprint
 from medsight.engine.run import plan_task, read_plan_json
-from medsight.errors import user_error
+from medsight.errors import did_you_mean, user_error
 from medsight.models.multitask import check_tasks
 from medsight.tasks.classification.plan import ClassificationPlan
 from medsight.tasks.segmentation.plan import DEFAULT_VOXEL_BUDGET, Plan, make_plan, target_spacing_of
@@ -82,7 +82,6 @@ class MultitaskPlan(Plan):
 
     @classmethod
     def load(cls, path: str | Path) -> MultitaskPlan:
-        from medsight.engine.run import read_plan_json
 
         return cls.from_dict(read_plan_json(path), where=Path(path))
 
@@ -93,7 +92,6 @@ class MultitaskPlan(Plan):
         """Raise a MedsightError for settings that cannot train."""
         check_tasks(self.tasks, where)
         if self.loss_weighting not in WEIGHTINGS:
-            from medsight.errors import did_you_mean
 
             raise did_you_mean(self.loss_weighting, WEIGHTINGS, "loss_weighting")
         if len(self.class_names) < 2:

@@ -24,8 +24,18 @@ import torch
 from medsight.core.atomic import write_text
 from medsight.core.case import Case
 from medsight.core.image import Image
+from medsight.core.tables import json_safe
+from medsight.data.dataset import load_case
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.errors import MedsightError, user_error
+from medsight.io import read_image, write_image
+from medsight.io.cases import input_cases, output_suffix, write_probabilities
+from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
 from medsight.models.multitask import ClassificationView, MultitaskUNet, SegmentationView
+from medsight.tasks.classification.pipeline import predictions_csv, write_evaluation
+from medsight.tasks.classification.trainer import predict_logits, probabilities
+from medsight.tasks.multitask.data import load_multitask_dataset
+from medsight.tasks.multitask.heatmap import find_peaks
 from medsight.tasks.multitask.plan import MultitaskPlan
 from medsight.tasks.segmentation.predictor import Predictor
 from medsight.transforms.cache import preprocess_case
@@ -50,7 +60,6 @@ def pad_to(arr: np.ndarray, multiple: Sequence[int], minimum: Sequence[int] = ()
 def class_logits(model: MultitaskUNet, image: np.ndarray, *, patch: Sequence[int], device: torch.device | str = "cpu",
                  mirror_axes: tuple[int, ...] = ()) -> np.ndarray:
     """Class logits ``(K,)`` of one preprocessed image ``(C, *S)`` (padded to ``patch``; averaged over flips)."""
-    from medsight.tasks.classification.trainer import predict_logits
 
     x, _ = pad_to(image, model.stride, patch)
     return predict_logits(ClassificationView(model), x[None], None, device=device, mirror_axes=mirror_axes)[0]
@@ -84,7 +93,6 @@ class MultitaskPredictor:
     def from_checkpoints(cls, paths: Sequence[str | Path], *, plan: MultitaskPlan | None = None, device: str | None = None,
                          tta: bool = True, temperatures: list[float] | None = None,
                          thresholds: list[float] | None = None) -> MultitaskPredictor:
-        from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         states = [load_checkpoint(p) for p in paths]
@@ -132,14 +140,12 @@ class MultitaskPredictor:
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K,)``: each fold's logits divided by its temperature, softmax, mean over folds."""
-        from medsight.tasks.classification.trainer import probabilities
 
         return np.mean([probabilities(lg[None], False, t)[0] for lg, t in zip(logits, self.temperatures)], axis=0)
 
     @torch.no_grad()
     def lesions(self, image: np.ndarray, props: dict[str, Any]) -> list[tuple[tuple[float, ...], float]]:
         """Lesion centres ``(index in the input's voxels, score)`` from the heat-map head (mean over folds)."""
-        from medsight.tasks.multitask.heatmap import find_peaks
 
         x, before = pad_to(image, self.models[0].stride, self.plan.patch_size)
         t = torch.from_numpy(x)[None].to(self.device)
@@ -181,8 +187,6 @@ def lesions_csv(rows: list[tuple[str, tuple[float, ...], float]]) -> str:
 
 
 def _mask_file(prediction: Image, plan: MultitaskPlan, files: list[Path], out: Path, cid: str) -> Path:
-    from medsight.io import write_image
-    from medsight.io.cases import output_suffix
 
     suffix = output_suffix(files, prediction.source.format)
     labels = prediction
@@ -193,8 +197,6 @@ def _mask_file(prediction: Image, plan: MultitaskPlan, files: list[Path], out: P
 
 def _inputs(inp: Path, plan: MultitaskPlan) -> tuple[Any, list[tuple[str, list[Path]]]]:
     """(labelled multi-task dataset or None, [(case id, files)])."""
-    from medsight.io.cases import input_cases
-    from medsight.tasks.multitask.data import load_multitask_dataset
 
     if inp.is_dir():
         try:
@@ -214,8 +216,6 @@ def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str |
     pred[, label]``), ``lesions.csv`` with a heat-map head, and for a labelled dataset ``metrics.json`` (with plots)
     and the segmentation ``per_case.csv`` / ``summary.json``.
     """
-    from medsight.data.dataset import load_case
-    from medsight.io.cases import write_probabilities
 
     inp = Path(input_path)
     if not inp.exists():
@@ -229,7 +229,6 @@ def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str |
     names, probs, y, lesion_rows = [], [], [], []
     evaluator = None
     if data is not None:
-        from medsight.metrics.summary import SegmentationEvaluator
 
         evaluator = SegmentationEvaluator(plan.labels)
     for i, (cid, files) in enumerate(cases):
@@ -250,8 +249,6 @@ def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str |
         if progress:
             progress(i + 1, len(cases))
     if evaluator is not None and len(evaluator):
-        from medsight.core.tables import json_safe
-        from medsight.metrics.summary import rows_to_csv
 
         write_text(out / "per_case.csv", rows_to_csv(evaluator.rows))
         written.append(write_text(out / "summary.json", json.dumps(json_safe(evaluator.summary()), indent=2)))
@@ -265,7 +262,6 @@ def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str |
 def _write_classes(out: Path, names: list[str], probs: np.ndarray, y: np.ndarray, plan: MultitaskPlan,
                    thresholds: list[float] | None) -> list[Path]:
     """``predictions.csv``; with known classes (``y >= 0``) also ``metrics.json`` and plots of those cases."""
-    from medsight.tasks.classification.pipeline import predictions_csv, write_evaluation
 
     view = plan.classification_view()
     known = y >= 0
@@ -279,7 +275,6 @@ def _write_classes(out: Path, names: list[str], probs: np.ndarray, y: np.ndarray
 
 
 def _read_case(cid: str, files: list[Path], plan: MultitaskPlan, series_uid: str | None) -> Case:
-    from medsight.io import read_image
 
     parts = [read_image(f, series_uid=series_uid) for f in files]
     image = parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))

@@ -14,9 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from medsight.explain.gradcam import grad_cam
+from medsight.explain.render import draw_heatmap, robust_window, save_figure
+from medsight.models.multitask import ClassificationView, SegmentationView
 from medsight.report.html import esc, img, na
+from medsight.report.overlay import best_slice, overlay_png
 from medsight.report.run import write_report
-from medsight.tasks.multitask.plan import MultitaskPlan
+from medsight.report.segmentation import validation_section
+from medsight.tasks.classification.report import confidence_cases, metrics_section
+from medsight.tasks.multitask.plan import MultitaskPlan, load_multitask_plan
+from medsight.tasks.multitask.predict import pad_to
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +34,6 @@ def gradcam_beside_mask(model: Any, plan: MultitaskPlan, image: np.ndarray, refe
     slices: for volumes the slice with the most predicted foreground)."""
     import torch
 
-    from medsight.explain.gradcam import grad_cam
-    from medsight.models.multitask import ClassificationView, SegmentationView
-    from medsight.report.overlay import best_slice
-    from medsight.tasks.multitask.predict import pad_to
 
     x_np, before = pad_to(image, model.stride, plan.patch_size)
     x = torch.from_numpy(x_np)[None]
@@ -49,8 +53,6 @@ def gradcam_beside_mask(model: Any, plan: MultitaskPlan, image: np.ndarray, refe
 def _figure(img: np.ndarray, mask: np.ndarray, heat: np.ndarray, ref: np.ndarray | None, out_png: Path, title: str) -> Path:
     from matplotlib.figure import Figure
 
-    from medsight.explain.render import draw_heatmap, robust_window, save_figure
-    from medsight.report.overlay import overlay_png
 
     fig = Figure(figsize=(8, 4.3))
     left, right = fig.subplots(1, 2)
@@ -66,8 +68,6 @@ def _figure(img: np.ndarray, mask: np.ndarray, heat: np.ndarray, ref: np.ndarray
 
 def gradcam_section(run: Path, plan: MultitaskPlan) -> str:
     """Figures of the chosen validation cases (from the preprocessed cache and the folds' best checkpoints)."""
-    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from medsight.tasks.classification.report import confidence_cases
 
     cases = confidence_cases(run, plan.classification_view())
     cache = run / "preprocessed"
@@ -96,9 +96,6 @@ def gradcam_section(run: Path, plan: MultitaskPlan) -> str:
 
 def write_multitask_report(run: str | Path) -> Path:
     """Write ``run/report.html`` with the segmentation and classification sections and the Grad-CAM figures."""
-    from medsight.report.segmentation import validation_section
-    from medsight.tasks.classification.report import metrics_section
-    from medsight.tasks.multitask.plan import load_multitask_plan
 
     run = Path(run)
     plan = load_multitask_plan(run / "plans.json")

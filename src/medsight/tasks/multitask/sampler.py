@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medsight.tasks.multitask.heatmap import batch_heatmaps
 from medsight.transforms.augment import augment_batch, draw_params
 from medsight.transforms.cache import CaseCache
 from medsight.transforms.config import AugmentConfig
@@ -93,7 +94,6 @@ class MultitaskSampler(PatchSampler):
             "class": torch.tensor([self.cache.class_of(c) for c in cids], dtype=torch.int64),
         }
         if self.heatmap_sigma is not None:
-            from medsight.tasks.multitask.heatmap import batch_heatmaps
 
             batch["heatmap"] = batch_heatmaps(label, self.heatmap_sigma)
         return batch

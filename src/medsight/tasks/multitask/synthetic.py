@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medsight.data.synthetic import make_phantom
+from medsight.io import write_image
 
 
 def write_multitask_dataset(root: str | Path, *, num_cases: int = 8, shape: tuple[int, ...] = (48, 48), seed: int = 0,
@@ -28,7 +29,6 @@ def write_multitask_dataset(root: str | Path, *, num_cases: int = 8, shape: tupl
     Returns:
         ``root``.
     """
-    from medsight.io import write_image
 
     root = Path(root)
     ending = ".png" if len(shape) == 2 else ".nii.gz"

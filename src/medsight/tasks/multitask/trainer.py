@@ -18,11 +18,14 @@ import torch
 
 from medsight.engine.config import RunOptions
 from medsight.engine.trainer import Trainer
-from medsight.models.multitask import MultitaskUNet
+from medsight.metrics.auc import macro_auc
+from medsight.models.multitask import MultitaskUNet, SegmentationView
+from medsight.tasks.classification.trainer import probabilities
 from medsight.tasks.multitask.losses import MultitaskLoss, task_weights
 from medsight.tasks.multitask.plan import MultitaskPlan
+from medsight.tasks.multitask.predict import class_logits
 from medsight.tasks.multitask.sampler import MultitaskCache, MultitaskSampler
-from medsight.tasks.segmentation.trainer import network_args
+from medsight.tasks.segmentation.trainer import SegmentationTrainer, network_args
 
 ARCHITECTURE = "multitask_dynunet"
 
@@ -83,8 +86,6 @@ class MultitaskTrainer(Trainer):
         validation, run on the segmentation output of this network."""
         from types import SimpleNamespace
 
-        from medsight.models.multitask import SegmentationView
-        from medsight.tasks.segmentation.trainer import SegmentationTrainer
 
         seg = SimpleNamespace(plan=self.plan.segmentation_plan(), cache=self.cache, val_ids=ids, device=self.device,
                               model=SegmentationView(self._network))
@@ -93,9 +94,6 @@ class MultitaskTrainer(Trainer):
 
     def _validate_classification(self, ids: list[str]) -> tuple[float, float]:
         """(AUC, cross-entropy) over ``ids``."""
-        from medsight.metrics.auc import macro_auc
-        from medsight.tasks.classification.trainer import probabilities
-        from medsight.tasks.multitask.predict import class_logits
 
         logits = np.stack([class_logits(self._network, self.cache.images[c], patch=self.plan.patch_size, device=self.device)
                            for c in ids])

@@ -30,6 +30,9 @@ from torch import nn
 
 from medsight.core.atomic import write_text
 from medsight.core.image import Image
+from medsight.data.dataset import load_case, load_dataset
+from medsight.data.splits import load_or_create_splits
+from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.config import RunOptions, TrainingConfig
 from medsight.engine.folds import train_folds
 from medsight.engine.trainer import Trainer
@@ -139,7 +142,6 @@ class PairData:
 def prepare_cases(dataset: Any, ids: list[str], plan: RegistrationPlan,
                   progress: Callable[[int, int], None] | None = None) -> PairData:
     """Read the cases of a :class:`~medsight.data.dataset.DatasetSpec` and put each on its network grid."""
-    from medsight.data.dataset import load_case
 
     images, labels = [], []
     for i, cid in enumerate(ids):
@@ -307,8 +309,6 @@ def train_registration(dataset: str | Path, run: str | Path, *, config: RunOptio
     Returns:
         ``{"plan": ..., "trained_now": {fold: summary}}``.
     """
-    from medsight.data.dataset import load_dataset
-    from medsight.data.splits import load_or_create_splits
 
     run = Path(run)
     spec = load_dataset(dataset)
@@ -345,7 +345,6 @@ def find_checkpoint(model: str | Path) -> Path:
 
 
 def load_registration_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RegistrationPlan]:
-    from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
     path = find_checkpoint(model)
     state = load_checkpoint(path)

@@ -23,6 +23,7 @@ from medsight.tasks.registration.classical import (
     register_images,
 )
 from medsight.tasks.registration.evaluate import evaluate_pair
+from medsight.tasks.registration.learned import load_registration_model, predict_transform
 from medsight.tasks.registration.transforms import check_pair, save_transform, warp_image
 
 
@@ -53,7 +54,6 @@ def register_files(fixed_path: str | Path, moving_path: str | Path, out_dir: str
     out = Path(out_dir)
     t0 = time.perf_counter()
     if model is not None:
-        from medsight.tasks.registration.learned import load_registration_model, predict_transform
 
         net, plan = load_registration_model(model, device or "cpu")
         transform, similarity = predict_transform(net, plan, fixed, moving, device or "cpu")

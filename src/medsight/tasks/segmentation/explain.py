@@ -10,20 +10,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from medsight.core.case import Case
+from medsight.engine.checkpoint import model_from_checkpoint
 from medsight.errors import user_error
+from medsight.explain import segmentation_saliency
 from medsight.explain.render import explain_inputs, read_channels, render_heatmap, save_heatmap_npz
+from medsight.tasks.segmentation.plan import Plan
+from medsight.tasks.segmentation.predictor import Predictor
+from medsight.transforms.cache import preprocess_case
+from medsight.transforms.sampler import crop_padded
 
 
 def explain_segmentation(state: dict[str, Any], input_path: str | Path, out: Path, *, label: int | None = None,
                          device: str | None = None) -> list[Path]:
     """Label saliency of a segmentation network for every input image; returns the files written."""
-    from medsight.core.case import Case
-    from medsight.engine.checkpoint import model_from_checkpoint
-    from medsight.explain import segmentation_saliency
-    from medsight.tasks.segmentation.plan import Plan
-    from medsight.tasks.segmentation.predictor import Predictor
-    from medsight.transforms.cache import preprocess_case
-    from medsight.transforms.sampler import crop_padded
 
     plan = Plan.from_dict(state["plan"])
     fg = [v for v in plan.labels.values() if v != 0]

@@ -21,8 +21,11 @@ import numpy as np
 import torch
 
 from medsight.core.atomic import write_text
+from medsight.core.case import Case
+from medsight.core.tables import json_safe
 from medsight.data.dataset import DatasetSpec, load_case, load_dataset
 from medsight.data.fingerprint import compute_fingerprint
+from medsight.data.sanity import check_input
 from medsight.data.splits import fold_list, load_or_create_splits
 from medsight.data.validate import require_valid_dataset
 from medsight.engine import distributed
@@ -33,10 +36,16 @@ from medsight.engine.run import fold_dir
 from medsight.errors import user_error
 from medsight.io import full_suffix, read_image, strip_suffix, write_image
 from medsight.io.cases import input_cases, output_suffix, write_probabilities
+from medsight.io.dicom_seg import require_series_input, write_prediction_seg
+from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
+from medsight.report.card import write_model_card
+from medsight.report.segmentation import write_segmentation_report
 from medsight.tasks.segmentation.plan import Plan, make_plan
+from medsight.tasks.segmentation.predictor import Predictor, segmentation_predictor
 from medsight.tasks.segmentation.trainer import SegmentationTrainer
 from medsight.transforms.cache import CaseCache, preprocess_dataset
-from medsight.transforms.postprocess import decide_largest_component
+from medsight.transforms.postprocess import decide_largest_component, keep_largest_component
+from medsight.transforms.synthetic import check_ratio, prepare_synthetic_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +153,6 @@ def train(
     splits = load_or_create_splits(run / "splits.json", ids, k=num_folds)
     syn_ids: list[str] = []
     if synthetic is not None:  # preprocessed beside the real cases; never in splits, validation or reports
-        from medsight.transforms.synthetic import check_ratio, prepare_synthetic_segmentation
 
         synthetic_ratio = check_ratio(synthetic_ratio)
         syn_ids = prepare_synthetic_segmentation(synthetic, plan, run / "preprocessed", real_ids=ids)
@@ -181,9 +189,6 @@ def train(
 def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[str], *, device: str | None = None,
                   tta: bool = True) -> dict[str, Any]:
     """Predict the fold's validation cases at native geometry (with mirror TTA), save probabilities, score them."""
-    from medsight.core.tables import json_safe
-    from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
-    from medsight.tasks.segmentation.predictor import Predictor
 
     pred = Predictor.from_checkpoints([fold_dir / "checkpoint_best.pt"], device=device, tta=tta)
     out = fold_dir / "validation"
@@ -214,9 +219,6 @@ def mean_dice_of(summary: dict[str, Any]) -> float | None:
 
 def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, Any]:
     """When every fold has validation predictions: pool them, decide postprocessing, write summary and report."""
-    from medsight.core.tables import json_safe
-    from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
-    from medsight.transforms.postprocess import keep_largest_component
 
     plan = Plan.load(run / "plans.json")
     done = [k for k in range(num_folds) if (run / f"fold_{k}" / "validation" / "summary.json").is_file()]
@@ -255,12 +257,10 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
             "per_label_dice": {name: lab["metrics"]["dice"]["mean"] for name, lab in pooled_summary.get("labels", {}).items()},
         }
     write_text(run / "summary.json", json.dumps(json_safe(summary), indent=2))
-    from medsight.report.segmentation import write_segmentation_report
 
     images = {c.case_id: c.images[0] for c in spec.cases}
     refs = {c.case_id: c.label for c in spec.cases if c.label is not None}
     write_segmentation_report(run, images=images, references=refs)
-    from medsight.report.card import write_model_card
 
     write_model_card(run, plan)  # MODEL_CARD.md + model_card.json: data, validation with CIs, limits, weights' SHA-256
     return summary
@@ -279,11 +279,6 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
     same preprocessing, sliding window, TTA and postprocessing. Each input is checked against the training fingerprint
     first (:func:`medsight.data.sanity.check_input`: a warning, or a refusal with ``strict``).
     """
-    from medsight.core.case import Case
-    from medsight.data.sanity import check_input
-    from medsight.io import read_image
-    from medsight.io.dicom_seg import require_series_input, write_prediction_seg
-    from medsight.tasks.segmentation.predictor import segmentation_predictor
 
     inp = Path(input_path)
     if not inp.exists():

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from medsight.core.case import Case
+from medsight.core.guard import check_allocation
 from medsight.core.image import Image, SourceInfo
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.networks import OnnxOptions
@@ -68,7 +69,6 @@ class Predictor:
         Gaussian weights (:func:`medsight.engine.sliding_window.sliding_window_probabilities`): the input (read from a
         memory map as needed) and ``K`` probability volumes are the only whole-volume buffers.
         """
-        from medsight.core.guard import check_allocation
 
         spatial = tuple(int(s) for s in np.shape(array)[1:])
         voxels = int(np.prod(spatial, dtype=np.float64))
@@ -123,8 +123,6 @@ def segmentation_predictor(root: str | Path, *, folds: list[int] | None = None, 
     The plan is the one the networks were trained with (stored in the checkpoints) with the postprocessing decided
     after cross-validation (the run's ``plans.json``); an export stores exactly that plan.
     """
-    from medsight.engine.checkpoint import load_checkpoint
-    from medsight.tasks.segmentation.plan import Plan
 
     root = Path(root)
     dev = torch.device("cpu" if engine == "onnx" else device or ("cuda" if torch.cuda.is_available() else "cpu"))

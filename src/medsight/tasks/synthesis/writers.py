@@ -26,7 +26,8 @@ import numpy as np
 from medsight.core.atomic import atomic_path, write_text
 from medsight.core.image import Image
 from medsight.io import WRITE_SUFFIXES, full_suffix, write_image
-from medsight.io.itk import ITK_SUFFIXES
+from medsight.io.itk import ITK_SUFFIXES, to_sitk
+from medsight.io.raster import write_raster
 from medsight.tasks.synthesis.plan import GanPlan
 from medsight.transforms.synthetic import MANIFEST, PREFIX
 
@@ -43,7 +44,6 @@ def write_marked(image: Image, path: Path, description: str) -> Path:
         from PIL import Image as PILImage
         from PIL.PngImagePlugin import PngInfo
 
-        from medsight.io.raster import write_raster
 
         with atomic_path(path) as tmp:
             write_raster(image, tmp)
@@ -60,7 +60,6 @@ def write_marked(image: Image, path: Path, description: str) -> Path:
     if suffix in ITK_SUFFIXES:
         import SimpleITK as sitk
 
-        from medsight.io.itk import to_sitk
 
         img = to_sitk(image)
         img.SetMetaData("ITK_FileNotes", description[:79])  # NIfTI: the header's descrip field; NRRD/MHA: a note
