@@ -113,13 +113,37 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["train", str(tmp_path), "--time-budget", "soon"]) == 2
 
 
+def _cropped_series(source: Path, out: Path, *, slices: slice, rows: slice, cols: slice) -> Path:
+    """A real series cut to fewer slices and a smaller in-plane window, its geometry kept exact: each slice's
+    ImagePositionPatient moves by the crop offset along the row and column directions."""
+    import pydicom
+
+    out.mkdir(parents=True)
+    datasets = [pydicom.dcmread(f) for f in source.iterdir()]
+    normal = np.cross(*np.asarray(datasets[0].ImageOrientationPatient, dtype=float).reshape(2, 3))
+    datasets.sort(key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, dtype=float))))
+    for ds in datasets[slices]:
+        iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        dy, dx = (float(v) for v in ds.PixelSpacing)
+        ipp = np.asarray(ds.ImagePositionPatient, dtype=float) + iop[:3] * dx * cols.start + iop[3:] * dy * rows.start
+        pixels = ds.pixel_array[rows, cols].copy()
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
+        ds.Rows, ds.Columns = pixels.shape
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(out / f"{ds.SOPInstanceUID}.dcm")
+    return out
+
+
 def test_predict_dicom_series_writes_nifti_in_its_geometry(phantom3d_dataset: Path, tmp_path: Path, shared_data: Path) -> None:
     run = tmp_path / "run"
     _train(phantom3d_dataset, run)
-    series = shared_data / "tcia_pgbm005_mr_t1post_dicom" / "volume"
+    series = _cropped_series(shared_data / "tcia_pgbm005_mr_t1post_dicom" / "volume", tmp_path / "series",
+                             slices=slice(8, 16), rows=slice(100, 164), cols=slice(90, 154))
     written = predict(run, series, tmp_path / "out", tta=False)
     assert len(written) == 1 and written[0].name.endswith(".nii.gz")
     src = read_image(series)
     pred = read_image(written[0])
-    assert pred.shape == (24, 320, 260)
+    assert pred.shape == (8, 64, 64)
     assert pred.same_geometry(src)
+    full = read_image(shared_data / "tcia_pgbm005_mr_t1post_dicom" / "volume")
+    assert np.allclose(src.origin, full.origin + full.direction @ (np.asarray([8, 100, 90]) * np.asarray(full.spacing)), atol=1e-3)
