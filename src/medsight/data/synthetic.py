@@ -82,7 +82,6 @@ def write_phantom_dataset(
     """
     import json
 
-
     root = Path(root)
     (root / "imagesTr").mkdir(parents=True, exist_ok=True)
     (root / "labelsTr").mkdir(parents=True, exist_ok=True)

@@ -167,7 +167,6 @@ def plot_froc(result: FrocResult, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     fig, ax = plt.subplots(figsize=(5, 4))
     fp = np.asarray(result.fp_per_case)
     ax.step(np.maximum(fp, 1e-3), result.sensitivity, where="post", label=f"FROC (CPM {result.cpm:.3f})")

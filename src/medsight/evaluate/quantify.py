@@ -50,7 +50,6 @@ def longest_diameter(mask: np.ndarray, image: Image) -> float:
     """Longest distance (mm) between two voxel centres of ``mask`` on one slice (array axis 0 for 3D)."""
     from scipy.spatial.distance import pdist
 
-
     m = np.asarray(mask, dtype=bool)
     planes = [m] if m.ndim == 2 else [m[k] for k in np.flatnonzero(m.any(axis=(1, 2)))]
     in_plane = image.direction[:, -2:] * np.asarray(image.spacing[-2:])[None, :]

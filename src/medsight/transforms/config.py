@@ -26,7 +26,7 @@ class Normalization:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Probabilities and ranges of the batched augmentations (see ``medsight.augment``)."""
+    """Probabilities and ranges of the batched augmentations (see :mod:`medsight.transforms.augment`)."""
 
     p_rotate: float = 0.2
     rotate_deg: float = 30.0

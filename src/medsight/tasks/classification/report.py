@@ -76,7 +76,6 @@ def heatmap_section(run: Path, plan: ClassificationPlan) -> str:
     """Grad-CAM (occlusion for networks without a spatial layer) of the chosen validation cases."""
     import torch
 
-
     cases = confidence_cases(run, plan)
     cache = _load_cache(run)
     if not cases or cache is None:

@@ -78,7 +78,6 @@ def plan_multitask(dataset: str | Path, out: str | Path, *, label_from_name: str
     """
     import torch
 
-
     data = load_multitask_dataset(dataset, label_from_name=label_from_name)
     fp = compute_fingerprint(data.spec, progress=progress)
     counts = [int(c) for c in np.bincount(list(data.classes.values()), minlength=len(data.class_names))]

@@ -34,7 +34,6 @@ def gradcam_beside_mask(model: Any, plan: MultitaskPlan, image: np.ndarray, refe
     slices: for volumes the slice with the most predicted foreground)."""
     import torch
 
-
     x_np, before = pad_to(image, model.stride, plan.patch_size)
     x = torch.from_numpy(x_np)[None]
     region = tuple(slice(b, b + s) for b, s in zip(before, image.shape[1:]))
@@ -52,7 +51,6 @@ def gradcam_beside_mask(model: Any, plan: MultitaskPlan, image: np.ndarray, refe
 
 def _figure(img: np.ndarray, mask: np.ndarray, heat: np.ndarray, ref: np.ndarray | None, out_png: Path, title: str) -> Path:
     from matplotlib.figure import Figure
-
 
     fig = Figure(figsize=(8, 4.3))
     left, right = fig.subplots(1, 2)

@@ -86,7 +86,6 @@ class MultitaskTrainer(Trainer):
         validation, run on the segmentation output of this network."""
         from types import SimpleNamespace
 
-
         seg = SimpleNamespace(plan=self.plan.segmentation_plan(), cache=self.cache, val_ids=ids, device=self.device,
                               model=SegmentationView(self._network))
         scores = SegmentationTrainer.validate(seg)  # type: ignore[arg-type]  # reads only the attributes above

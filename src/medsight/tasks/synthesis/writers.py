@@ -44,7 +44,6 @@ def write_marked(image: Image, path: Path, description: str) -> Path:
         from PIL import Image as PILImage
         from PIL.PngImagePlugin import PngInfo
 
-
         with atomic_path(path) as tmp:
             write_raster(image, tmp)
             with PILImage.open(tmp) as pil:
@@ -59,7 +58,6 @@ def write_marked(image: Image, path: Path, description: str) -> Path:
         return path
     if suffix in ITK_SUFFIXES:
         import SimpleITK as sitk
-
 
         img = to_sitk(image)
         img.SetMetaData("ITK_FileNotes", description[:79])  # NIfTI: the header's descrip field; NRRD/MHA: a note
