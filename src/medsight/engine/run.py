@@ -55,15 +55,22 @@ def checkpoints(run: str | Path, *, folds: Sequence[int | str] | None = None, fa
             if (fd / name).is_file():
                 found[fold_name(fd)] = fd / name
                 break
-    if folds is not None:
-        missing = [str(f) for f in folds if str(f) not in found]
-        if missing:
-            raise user_error(f"trained folds {', '.join(sorted(found)) or '(none)'}", f"--folds {','.join(missing)}", run,
-                             "choose folds that exist")
-        found = {str(f): found[str(f)] for f in folds}
+    found = select_folds(found, folds, run)
     if not found:
         raise user_error(f"{what} ({FOLD_PREFIX}*/{BEST})", "none", run, "train at least one fold first, or check the path")
     return found
+
+
+def select_folds(found: dict[str, Path], folds: Sequence[int | str] | None, where: Path,
+                 what: str = "trained folds") -> dict[str, Path]:
+    """``found`` limited to ``folds`` (all when ``None``); a fold that is not there is one clear error."""
+    if folds is None:
+        return found
+    missing = [str(f) for f in folds if str(f) not in found]
+    if missing:
+        raise user_error(f"{what} {', '.join(sorted(found)) or '(none)'}", f"--folds {','.join(missing)}", where,
+                         "choose folds that exist")
+    return {str(f): found[str(f)] for f in folds}
 
 
 def read_plan_json(path: str | Path) -> dict[str, Any]:

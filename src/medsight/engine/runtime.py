@@ -29,7 +29,7 @@ from medsight.engine.networks import (
     signature,
     to_onnx,
 )
-from medsight.engine.run import checkpoints
+from medsight.engine.run import checkpoints, select_folds
 from medsight.errors import user_error
 
 MANIFEST = "export.json"
@@ -64,12 +64,7 @@ def fold_files(root: str | Path, *, folds: list[int] | None = None) -> dict[str,
     if manifest is None:
         return checkpoints(root, folds=folds)
     found = {str(k): root / v["file"] for k, v in manifest["folds"].items()}
-    if folds is not None:
-        missing = [str(f) for f in folds if str(f) not in found]
-        if missing:
-            raise user_error(f"exported folds {', '.join(sorted(found)) or '(none)'}", f"--folds {','.join(missing)}", root,
-                             "choose folds that exist")
-        found = {str(f): found[str(f)] for f in folds}
+    found = select_folds(found, folds, root, "exported folds")
     if not found:
         raise user_error("exported folds in export.json", "none", root, "export the run again")
     for path in found.values():
