@@ -124,3 +124,29 @@ def test_enospc_in_any_atomic_write_is_one_clear_error(tmp_path: Path) -> None:
         atomic.write_with(target, full)
     assert target.read_bytes() == b"previous"
     assert _leftover_temporaries(tmp_path) == []
+
+
+def test_atomic_writes_are_flushed_to_disk_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new file is fsynced before ``os.replace``, so a power loss leaves the old file or the whole new one."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    atomic.write_text(tmp_path / "x.json", "{}")
+    assert events[:2] == ["fsync", "replace"] and (tmp_path / "x.json").read_text() == "{}"
+
+
+def test_enospc_outside_atomic_writes_is_one_line_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk met by a third-party writer (not through medsight.core.atomic) is still one line, exit 2."""
+    from medsight.cli import info
+
+    def full(args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.nii.gz"))
+
+    monkeypatch.setattr(info, "run_convert", full)
+    src = tmp_path / "in.nii.gz"
+    src.write_bytes(b"")
+    rc = main(["convert", str(src), str(tmp_path / "out.nii.gz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no space left on device" in err[0] and "out.nii.gz" in err[0]

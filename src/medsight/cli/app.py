@@ -8,6 +8,7 @@ those functions so that ``medsight --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -91,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        if args.debug or exc.errno != errno.ENOSPC:
+            raise
+        print(f"medsight: error: Expected free disk space, got 'no space left on device' while writing "
+              f"{exc.filename or 'an output'}; free some space and run again", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("medsight: interrupted", file=sys.stderr)
         return 130

@@ -31,7 +31,9 @@ def atomic_path(target: str | Path, *, suffix: str | None = None) -> Iterator[Pa
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, target)
+        _fsync_folder(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
@@ -43,6 +45,31 @@ def atomic_path(target: str | Path, *, suffix: str | None = None) -> Iterator[Pa
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to the disk before it is renamed over the target: after a power loss the target is then
+    either the old file or the whole new one, never an empty or partial file."""
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; folders cannot be opened for fsync on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(target: str | Path, data: bytes) -> Path:
