@@ -274,3 +274,16 @@ def test_report_finds_predictions_in_fold_folders(tmp_path):
     (run / "validation" / "per_case.csv").write_text(rows_to_csv(ev.rows))
     html = write_segmentation_report(run, images=case_index(d["images"]), references=refs).read_text()
     assert html.count("data:image/png;base64,") == 3 and "best: " in html
+
+
+def test_training_time_is_the_last_cumulative_value_not_the_sum(tmp_path: Path) -> None:
+    """metrics.csv holds the wall time so far at each epoch (79, 134, 178 s): the fold trained 2m 58s, not 6m 31s."""
+    from medsight.report.html import fmt_seconds
+    from medsight.report.run import write_report
+
+    fold = tmp_path / "run" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "metrics.csv").write_text("epoch,train_loss,val_loss,val_dice,lr,seconds\n"
+                                      "1,0.9,0.8,0.5,0.01,79\n2,0.7,0.6,0.6,0.005,134\n3,0.6,0.5,0.7,0.0,178\n")
+    html = write_report(tmp_path / "run").read_text()
+    assert fmt_seconds(178) in html and fmt_seconds(79 + 134 + 178) not in html

@@ -108,7 +108,8 @@ def _training_section(run_dir: Path) -> str:
             return float(v[-1]) if v.size else None
 
         seconds = d.get("seconds")
-        total = float(np.nansum(seconds)) if seconds is not None and np.isfinite(seconds).any() else None
+        # the column is the cumulative wall time at the end of each epoch: the fold's time is its last value
+        total = float(np.nanmax(seconds)) if seconds is not None and np.isfinite(seconds).any() else None
         rows.append((p.parent.name, n, float(dice[best]) if best is not None else None,
                      int(epoch[best]) if best is not None and np.isfinite(epoch[best]) else None,
                      last("train_loss"), last("val_loss"), fmt_seconds(total)))
