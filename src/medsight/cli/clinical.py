@@ -15,12 +15,16 @@ from medsight.cli.common import add_lesion_options
 DEID_EPILOG = """\
 examples:
   medsight deid pacs_export/ deid/                        new random key: UIDs consistent within this run
-  medsight deid pacs_export/ deid/ --key study.key --shift-dates
-                                                          keep study.key private: same key, same new UIDs and
-                                                          date shifts next time (e.g. for follow-up exports)
+  medsight deid pacs_export/ deid/ --key ~/keys/study.key --shift-dates --keep-patient-characteristics
+                                                          keep study.key private (outside IN_DIR and OUT_DIR):
+                                                          same key, same new UIDs and date shifts next time
 
-The audit CSV (default: <OUT_DIR>_deid_audit.csv beside OUT_DIR) lists per file every removed, emptied or
-replaced element, without values; it names the input files, so keep it with the key, not with the shared data.
+Deny by default (DICOM PS3.15 E.1.1): only the attributes needed to use the image are kept (see docs/security.md);
+dates, times, free text, names, unknown and private attributes are removed at every depth, UIDs are replaced.
+Files whose pixels may show text (BurnedInAnnotation = YES, or missing on US, SC, XC, OT, ES or Secondary Capture)
+go to the quarantine folder (default <OUT_DIR>_quarantine, with QUARANTINE.csv), not to OUT_DIR, unless
+--accept-burned-in. The audit CSV (default <OUT_DIR>_deid_audit.csv) lists every removed, emptied or replaced
+element, never a value, and names inputs by SHA-256. OUT_DIR/DEID_INCOMPLETE stays when a run did not finish.
 Exit code 1 when some DICOM files could not be read (they are not written).
 """
 
@@ -41,19 +45,34 @@ examples:
 def register(subparsers: Any) -> None:
     """Add the ``deid``, ``quantify`` and ``detect`` commands."""
     d = subparsers.add_parser(
-        "deid", help="de-identify DICOM files (PS3.15 Annex E Basic Profile)",
-        description="Copy every DICOM file under IN_DIR to OUT_DIR with the DICOM PS3.15 Annex E Basic Application "
-        "Level Confidentiality Profile applied: listed attributes removed, emptied or replaced, private attributes, "
-        "curves and overlays removed, UIDs replaced consistently (series and studies still link), pixel data kept. "
-        "IN_DIR is never modified.",
+        "deid", help="de-identify DICOM files (PS3.15 Annex E, deny by default)",
+        description="Copy every DICOM file under IN_DIR to OUT_DIR de-identified as DICOM PS3.15 Annex E E.1.1 asks: "
+        "attributes not on medsight's keep lists are removed or replaced at every sequence depth, Table E.1-1 "
+        "decides the attributes it lists, UIDs are replaced consistently (series and studies still link), pixel "
+        "data is kept and the preamble zeroed. IN_DIR is never modified.",
         epilog=DEID_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("in_dir", type=Path, metavar="IN_DIR")
     d.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     d.add_argument("--key", type=Path, metavar="FILE",
-                   help="key file for UIDs, pseudonyms and date shifts (created when missing; keep it private)")
+                   help="key file for UIDs, pseudonyms and date shifts (created when missing; keep it private, "
+                   "outside IN_DIR and OUT_DIR)")
     d.add_argument("--shift-dates", action="store_true",
-                   help="shift each patient's dates back by the same 365-3650 days (needs --key) instead of removing")
-    d.add_argument("--audit", type=Path, metavar="CSV", help="audit file (default <OUT_DIR>_deid_audit.csv)")
+                   help="Retain Longitudinal Temporal Information with Modified Dates: shift each patient's dates back "
+                   "by the same 365-3650 days and keep times (needs --key); default: dates and times removed")
+    d.add_argument("--keep-patient-characteristics", action="store_true",
+                   help="Retain Patient Characteristics: keep sex, age, size, weight, BMI, smoking and pregnancy status")
+    d.add_argument("--keep-device-identity", action="store_true",
+                   help="Retain Device Identity: keep station name, serial numbers, device UIDs and AE titles")
+    d.add_argument("--clean-descriptors", action="store_true",
+                   help="Clean Descriptors: keep study/series descriptions, protocol name... when they are short, "
+                   "hold no date, long number or identifying value of the file; otherwise removed")
+    d.add_argument("--accept-burned-in", action="store_true",
+                   help="write files with a burned-in annotation risk to OUT_DIR (default: quarantined); only after "
+                   "checking their pixels")
+    d.add_argument("--quarantine", type=Path, metavar="DIR",
+                   help="folder for files with a burned-in annotation risk (default <OUT_DIR>_quarantine)")
+    d.add_argument("--audit", type=Path, metavar="CSV",
+                   help="audit file, outside IN_DIR and OUT_DIR (default <OUT_DIR>_deid_audit.csv)")
     d.set_defaults(func=run_deid)
 
     q = subparsers.add_parser(
@@ -88,8 +107,11 @@ def run_deid(args: argparse.Namespace) -> int:
     """Run ``medsight deid``."""
     from medsight.cli.progress import case_bar
     from medsight.errors import user_error
-    from medsight.io.deid import DeidKey, deidentify_folder
+    from medsight.io.deid import DeidKey, DeidOptions
+    from medsight.io.deid_folder import check_locations, deidentify_folder
 
+    check_locations(args.in_dir, args.out_dir, audit_csv=args.audit, key_file=args.key,
+                    quarantine_dir=args.quarantine)
     key = None
     if args.key is not None:
         key, created = DeidKey.load_or_create(args.key)
@@ -98,18 +120,25 @@ def run_deid(args: argparse.Namespace) -> int:
     elif args.shift_dates:
         raise user_error("--key FILE with --shift-dates", "no key", None,
                          "add --key deid.key (created if missing) so the shift can be repeated")
-    result = deidentify_folder(args.in_dir, args.out_dir, key=key, shift_dates=args.shift_dates,
-                               audit_csv=args.audit, progress=case_bar("deid", args.quiet))
+    options = DeidOptions(shift_dates=args.shift_dates, patient_characteristics=args.keep_patient_characteristics,
+                          device_identity=args.keep_device_identity, clean_descriptors=args.clean_descriptors,
+                          accept_burned_in=args.accept_burned_in)
+    result = deidentify_folder(args.in_dir, args.out_dir, key=key, options=options, audit_csv=args.audit,
+                               quarantine_dir=args.quarantine, progress=case_bar("deid", args.quiet))
     print(f"de-identified {len(result.written)} file(s) into {args.out_dir}")
     print(f"audit: {result.audit_csv}")
-    if result.burned_in:
-        print(f"warning: {len(result.burned_in)} file(s) with BurnedInAnnotation = YES (pixels not cleaned), e.g. "
-              f"{result.burned_in[0]}", file=sys.stderr)
+    if result.quarantined:
+        print(f"quarantined {len(result.quarantined)} file(s) with a burned-in annotation risk into "
+              f"{result.quarantine_dir} (not in {args.out_dir}; see its QUARANTINE.csv): check their pixels, or rerun "
+              "with --accept-burned-in")
+    if result.accepted_burned_in:
+        print(f"warning: {len(result.accepted_burned_in)} file(s) with a burned-in annotation risk written to "
+              f"{args.out_dir} (--accept-burned-in): their pixels are not cleaned", file=sys.stderr)
     if result.ignored:
         print(f"note: {result.ignored} non-DICOM file(s) in {args.in_dir} were not copied")
     if result.skipped:
         print(f"{len(result.skipped)} unreadable DICOM file(s) not written, e.g. {result.skipped[0][0]} "
-              f"({result.skipped[0][1]})", file=sys.stderr)
+              f"({result.skipped[0][1]}); {result.incomplete_marker} says so", file=sys.stderr)
         return 1
     return 0
 
