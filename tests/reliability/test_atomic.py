@@ -150,3 +150,15 @@ def test_enospc_outside_atomic_writes_is_one_line_from_the_cli(tmp_path: Path, m
     rc = main(["convert", str(src), str(tmp_path / "out.nii.gz")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no space left on device" in err[0] and "out.nii.gz" in err[0]
+
+
+def test_enospc_wrapped_by_a_writer_is_still_recognised(tmp_path: Path) -> None:
+    """pydicom re-raises a full disk as a new OSError without errno; the cause chain still says ENOSPC."""
+    def wrapped(tmp: Path) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise OSError("writing the dataset failed:\nTraceback ...") from exc
+
+    with pytest.raises(MedsightError, match="no space left on device"):
+        atomic.write_with(tmp_path / "x.dcm", wrapped)

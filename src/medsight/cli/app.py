@@ -8,13 +8,13 @@ those functions so that ``medsight --help`` is instant.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from medsight import __version__
+from medsight.core.atomic import disk_full
 from medsight.errors import MedsightError
 
 # Command modules, in the order their commands appear in --help.
@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--allow-irregular", action="store_true",
-                        help="read DICOM series with missing slices, uneven spacing or gantry tilt (median slice step) "
-                             "and images with NaN/Inf voxels (as 0) with a warning instead of refusing them")
+                        help="also read DICOM series with a slice gap wider than 2 x the median step (interpolated "
+                             "across) and images with NaN/Inf voxels (as 0), with a warning, instead of refusing them "
+                             "(tilted, unevenly spaced series and one missing slice are reconstructed anyway)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:
-        if args.debug or exc.errno != errno.ENOSPC:
+        if args.debug or not disk_full(exc):
             raise
         print(f"medsight: error: Expected free disk space, got 'no space left on device' while writing "
               f"{exc.filename or 'an output'}; free some space and run again", file=sys.stderr)

@@ -36,7 +36,7 @@ def atomic_path(target: str | Path, *, suffix: str | None = None) -> Iterator[Pa
         _fsync_folder(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
+        if disk_full(exc):
             raise MedsightError(
                 f"Expected free disk space to write {target}, got 'no space left on device'; "
                 "free some space and run again (any previous version of the file is unchanged)"
@@ -45,6 +45,17 @@ def atomic_path(target: str | Path, *, suffix: str | None = None) -> Iterator[Pa
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, ENOSPC: writers such as pydicom's re-raise the ``OSError`` of a full
+    disk as a new one without an errno, keeping the original as ``__cause__``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _fsync(path: Path) -> None:
