@@ -23,16 +23,26 @@ PHANTOM2D_SHAPE = (64, 64)
 PHANTOM_CASES = 6
 
 
+_LOGGER = logging.getLogger("medsight")
+#: the ``medsight`` logger as the session found it: a module-scoped fixture that runs ``main`` changes it before any
+#: per-test snapshot could be taken, so every test restores this state instead
+_LOGGER_STATE = (list(_LOGGER.handlers), _LOGGER.level, _LOGGER.propagate)
+
+
 @pytest.fixture(autouse=True)
 def _restore_medsight_logger():
-    """``medsight.cli.app.main`` binds the ``medsight`` logger to the current stderr; undo that after each test
-    so a later test does not log into a stream that pytest has closed."""
-    logger = logging.getLogger("medsight")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
+    """``medsight.cli.app.main`` binds the ``medsight`` logger to the current stderr and stops it propagating; undo
+    that around each test, so a later test neither logs into a stream that pytest has closed nor misses its records
+    in ``caplog``."""
+    _reset_logger()
     yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
+    _reset_logger()
+
+
+def _reset_logger() -> None:
+    _LOGGER.handlers[:] = _LOGGER_STATE[0]
+    _LOGGER.setLevel(_LOGGER_STATE[1])
+    _LOGGER.propagate = _LOGGER_STATE[2]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 Reusable from any test: ``write_series`` writes a single-frame series (CT or MR, any spacing, shuffled names,
 rescale, missing slices, uneven spacing, gantry tilt, compression, no positions); ``write_multiframe`` an enhanced
 multi-frame file (or a cine/NM-style one without per-frame geometry); ``write_xray`` a 2D CR/DX image;
-``write_color`` an RGB or YBR image; ``truncate``, ``strip_pixel_data`` damage a file. Stored values are unique per
+``write_color`` an RGB or YBR image; ``truncate``, ``strip_pixel_data`` damage a file. For study folders:
+``write_dirfile`` a DICOM-encoded vendor index file (Philips ``DIRFILE``-like), ``write_dicomdir`` a DICOMDIR file-set
+(pydicom's FileSet), ``copy_series`` a copy of a real series with edited positions, orientation, tilt or UIDs. Stored values are unique per
 voxel (``k * rows * cols + r * cols + c`` plus an offset), so a wrong slice order shows up as a wrong array.
 
 From tests outside ``tests/io`` load it with ``importlib`` (``tests/io`` has no ``__init__.py`` and must not be
@@ -328,7 +330,13 @@ def write_xray(
 
 
 def write_color(
-    path: str | Path, *, rows: int = 6, columns: int = 5, photometric: str = "RGB"
+    path: str | Path,
+    *,
+    rows: int = 6,
+    columns: int = 5,
+    photometric: str = "RGB",
+    study_uid: str | None = None,
+    description: str = "screenshot",
 ) -> tuple[Path, np.ndarray]:
     """Write a 2D colour secondary capture (RGB or YBR_FULL); returns the path and the RGB ``(H, W, 3)`` uint8."""
     path = Path(path)
@@ -338,9 +346,9 @@ def write_color(
     ds = _ds(
         SecondaryCaptureImageStorage,
         modality="OT",
-        study_uid=generate_uid(),
+        study_uid=study_uid or generate_uid(),
         series_uid=generate_uid(),
-        description="screenshot",
+        description=description,
     )
     _pixels(ds, stored, photometric=photometric)
     return _save(ds, path, None), rgb
@@ -375,3 +383,124 @@ def strip_pixel_data(path: str | Path) -> Path:
     del ds.PixelData
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_dirfile(path: str | Path) -> Path:
+    """Write a DICOM-encoded vendor index file like Philips' ``DIRFILE``: a Part 10 file (preamble, ``DICM``, file
+    meta) whose data set holds only private elements -- no SOP class, no series, no image."""
+    path = Path(path)
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    block = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+    block.add_new(0x01, "LO", "IM_0001")
+    block.add_new(0x02, "LO", "IM_0002")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=False)
+    return path
+
+
+def write_dicomdir(root: str | Path, files: Sequence[str | Path]) -> Path:
+    """Write a DICOMDIR file-set under ``root`` with pydicom's FileSet: ``files`` are copied into its own
+    ``PT*/ST*/SE*/IM*`` layout beside the DICOMDIR. Returns the DICOMDIR's path."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    fileset = FileSet()
+    for f in files:
+        ds = pydicom.dcmread(f)
+        # the directory records need a few attributes that our synthetic objects leave out
+        for keyword, value in (("InstanceNumber", 1), ("StudyDate", "20000101"), ("StudyTime", "000000"),
+                               ("StudyID", "1"), ("AccessionNumber", ""), ("SeriesNumber", 1),
+                               ("ContentDate", "20000101"), ("ContentTime", "000000"),
+                               ("CompletionFlag", "COMPLETE"), ("VerificationFlag", "UNVERIFIED")):
+            missing = keyword not in ds or (ds.get(keyword) in (None, "") and keyword != "AccessionNumber")
+            if missing and (not keyword.endswith("Flag") or ds.get("Modality") == "SR"):
+                setattr(ds, keyword, value)
+        if ds.get("Modality") == "SR" and "ConceptNameCodeSequence" not in ds:
+            code = Dataset()
+            code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "18748-4", "LN", "Diagnostic report"
+            ds.ConceptNameCodeSequence = DicomSequence([code])
+        fileset.add(ds)
+    fileset.write(root)
+    return Path(root) / "DICOMDIR"
+
+
+def copy_series(
+    src: str | Path,
+    dest: str | Path,
+    *,
+    keep: Sequence[int] | None = None,
+    offsets: Sequence[float] | None = None,
+    tilt_deg: float = 0.0,
+    orientation: Sequence[float] | None = None,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    series_number: int | None = None,
+    description: str | None = None,
+    image_type: Sequence[str] | None = None,
+    ascending_instances: bool = False,
+) -> list[Path]:
+    """Copy a real single-frame series into ``dest``, sorted along its slice normal, editing its geometry.
+
+    Pixels are kept as they are (compressed data stays compressed); only header elements change.
+
+    Args:
+        src: the series folder.
+        dest: where to write ``000.dcm``, ``001.dcm``... (created).
+        keep: indices (in ascending slice order) of the slices to copy (default all): drop some for missing slices.
+        offsets: new distances of the kept slices from the first along the slice normal (mm), for uneven spacing.
+        tilt_deg: shift slice ``k`` along the column cosine by ``offset_k * tan(tilt)`` (a gantry tilt), and set
+            GantryDetectorTilt.
+        orientation: a new ImageOrientationPatient for every slice (e.g. a localizer's plane).
+        series_uid, study_uid, series_number, description, image_type: new values (UIDs default to fresh ones
+            unless the originals are kept with ``series_uid=""``).
+        ascending_instances: renumber InstanceNumber 1.. along the slice normal (dcm2niix needs this; the real
+            CT counts down).
+    """
+    import pydicom
+
+    src, dest = Path(src), Path(dest)
+    datasets = [pydicom.dcmread(f) for f in sorted(src.iterdir()) if f.is_file()]
+    iop = np.asarray([float(v) for v in datasets[0].ImageOrientationPatient])
+    normal = np.cross(iop[:3], iop[3:])
+    datasets.sort(key=lambda d: float(np.asarray([float(v) for v in d.ImagePositionPatient]) @ normal))
+    chosen = [datasets[i] for i in keep] if keep is not None else datasets
+    first = np.asarray([float(v) for v in chosen[0].ImagePositionPatient])
+    new_series = generate_uid() if series_uid is None else series_uid
+    shear = math.tan(math.radians(tilt_deg))
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, ds in enumerate(chosen):
+        pos = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        along = float((pos - first) @ normal)
+        in_plane = (pos - first) - along * normal
+        if offsets is not None:
+            along = float(offsets[k])
+        new = first + in_plane + along * normal + along * shear * iop[3:]
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in new]
+        if tilt_deg:
+            ds.GantryDetectorTilt = f"{tilt_deg:g}"
+        if orientation is not None:
+            ds.ImageOrientationPatient = [f"{v:.6f}" for v in orientation]
+        if new_series:
+            ds.SeriesInstanceUID = new_series
+        if study_uid is not None:
+            ds.StudyInstanceUID = study_uid
+        if series_number is not None:
+            ds.SeriesNumber = series_number
+        if description is not None:
+            ds.SeriesDescription = description
+        if image_type is not None:
+            ds.ImageType = list(image_type)
+        if ascending_instances:
+            ds.InstanceNumber = k + 1
+        ds.SOPInstanceUID = generate_uid()
+        if getattr(ds, "file_meta", None) is not None:
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = dest / f"{k:03d}.dcm"
+        ds.save_as(path)
+        paths.append(path)
+    return paths

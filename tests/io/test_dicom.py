@@ -192,23 +192,36 @@ def test_identity_rescale_keeps_integer_dtype(tmp_path: Path) -> None:
     assert img.source.extra["rescale"] == "none (identity)"
 
 
-def test_missing_slice_warns_and_uses_median_step(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    write_series(tmp_path / "gap", offsets=[0.0, 2.0, 4.0, 8.0, 10.0, 12.0])
+def test_missing_slice_is_reconstructed_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Before issue 19 the stack was read with the median step (6 slices, those after the gap 2 mm off); now the
+    # missing slice is interpolated so every slice sits at its recorded position (tests/io/test_irregular_series.py).
+    written = write_series(tmp_path / "gap", offsets=[0.0, 2.0, 4.0, 8.0, 10.0, 12.0])
     with caplog.at_level(logging.WARNING, logger="medsight"):
         img = read_dicom(tmp_path / "gap")
-    assert img.shape[0] == 6 and img.spacing[0] == pytest.approx(2.0)
-    assert "missing slices" in caplog.text and str(tmp_path / "gap") in caplog.text
-    assert "between 14.00 and 18.00" in caplog.text
-    assert "missing slices" in img.source.extra["warnings"]
+    assert img.shape[0] == 7 and img.spacing[0] == pytest.approx(2.0)
+    assert len(caplog.records) == 1 and "missing slices" in caplog.text and str(tmp_path / "gap") in caplog.text
+    assert "between 14.00 and 18.00" in caplog.text and "reconstructed onto a regular grid" in caplog.text
+    assert "missing slices" in img.source.extra["warnings"] and img.source.extra["recorded_slices"] == "6"
+    np.testing.assert_array_equal(img.array[0, [0, 1, 2, 4, 5, 6]], written.values)
+    np.testing.assert_allclose(img.array[0, 3], (written.values[2] + written.values[3]) / 2)
 
 
-def test_uneven_spacing_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_recorded_grid_keeps_the_median_step_stack(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    written = write_series(tmp_path / "gap", offsets=[0.0, 2.0, 4.0, 8.0, 10.0, 12.0])
+    with caplog.at_level(logging.WARNING, logger="medsight"):
+        img = read_dicom(tmp_path / "gap", grid="recorded")
+    assert img.shape[0] == 6 and img.spacing[0] == pytest.approx(2.0) and img.array.dtype == np.uint16
+    np.testing.assert_array_equal(img.array[0], written.stored)
+    assert "stacked as they are with the median step" in caplog.text and "up to 2 mm" in caplog.text
+
+
+def test_uneven_spacing_is_reconstructed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_series(tmp_path / "uneven", offsets=[0.0, 2.0, 4.0, 6.3, 8.3, 10.3])
     with caplog.at_level(logging.WARNING, logger="medsight"):
         img = read_dicom(tmp_path / "uneven")
     assert "uneven slice spacing" in caplog.text and "between 14.00 and 16.30" in caplog.text
     assert "missing" not in caplog.text
-    assert img.spacing[0] == pytest.approx(2.0)
+    assert img.spacing[0] == pytest.approx(2.0) and img.shape[0] == 6
     assert "uneven" in img.source.extra["warnings"]
 
 
@@ -233,7 +246,8 @@ def test_gantry_tilt_warns_and_keeps_orthonormal_direction(
     write_series(tmp_path / "tilt", n_slices=6, tilt_deg=15.0, modality="CT", slope=1.0, intercept=-1024.0)
     with caplog.at_level(logging.WARNING, logger="medsight"):
         img = read_dicom(tmp_path / "tilt")
-    assert "gantry tilt of 15.00 degrees" in caplog.text
+    assert "gantry tilt of 15.00 degrees" in caplog.text and "tilt corrected" in caplog.text
+    assert img.shape == (6, 8 + 5, 6)  # 5 steps of 2.5 mm * tan 15 deg = 3.35 mm = 4.19 rows of 0.8 mm: 5 more rows
     assert float(img.source.extra["gantry_tilt_deg"]) == pytest.approx(15.0, abs=0.01)
     np.testing.assert_allclose(img.direction.T @ img.direction, np.eye(3), atol=1e-6)
     assert img.spacing[0] == pytest.approx(2.5)

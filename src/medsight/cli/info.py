@@ -16,9 +16,19 @@ from typing import Any
 INFO_EPILOG = """\
 examples:
   medsight info scans/ct_series/                 one DICOM series: shape, spacing (mm), orientation, range
-  medsight info study/ --series 1.2.840...       a folder with several series: list them, describe one
+  medsight info export/                          a study folder tree: every series (UID, description, modality,
+                                                 slices, spacing, size, irregularities) and every SEG/RTSTRUCT/SR
+  medsight info export/DICOMDIR                  the same, from the DICOMDIR's records
+  medsight info export/ --series 1.2.840...      describe one series (UID, SeriesNumber or SeriesDescription)
   medsight info case_001.nii.gz --json           machine-readable output
   medsight info BreastMNIST.npz                  arrays, shapes and label counts of a MedMNIST archive
+
+series choice (info, convert, predict): --series takes a SeriesInstanceUID, a SeriesNumber or a SeriesDescription.
+Without it a folder must hold one image series: localizers/scouts, secondary captures (screenshots, dose screens)
+and non-image objects (SEG, RTSTRUCT, SR dose reports, presentation states) do not count; vendor index files
+(DIRFILE, DICOMDIR, LOCKFILE, VERSION, .txt/.xml, thumbnails) are skipped with one note per kind.
+irregular series (gantry tilt, uneven spacing, a missing slice) are reconstructed onto a regular grid from the
+recorded slice positions; a gap wider than 2 x the median slice step needs --allow-irregular (before the command).
 """
 
 CONVERT_EPILOG = """\
@@ -45,15 +55,16 @@ def register(subparsers: Any) -> None:
     info = subparsers.add_parser(
         "info",
         help="describe an image, a DICOM file/folder or an NPZ archive",
-        description="Describe an image file, a DICOM file or series folder, or an NPZ archive: shape, channels,\n"
-        "spacing (mm), origin (mm, LPS), orientation, dtype, intensity range, non-finite voxels, modality and\n"
-        "series UID. A folder with several DICOM series lists them.",
+        description="Describe an image file, a DICOM file, series or study folder, DICOMDIR, or an NPZ archive: shape,\n"
+        "channels, spacing (mm), origin (mm, LPS), orientation, dtype, intensity range, non-finite voxels, modality\n"
+        "and series UID. A folder or DICOMDIR with several DICOM series lists them, with the non-image objects.",
         epilog=INFO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    info.add_argument("path", type=Path, help="image file, DICOM file or folder, or .npz archive")
+    info.add_argument("path", type=Path, help="image file, DICOM file, folder or DICOMDIR, or .npz archive")
     info.add_argument(
-        "--series", metavar="UID", help="SeriesInstanceUID to describe when a folder holds several"
+        "--series", metavar="UID|NUMBER|DESCRIPTION",
+        help="the series to describe when a folder holds several (SeriesInstanceUID, SeriesNumber or description)",
     )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=run_info)
@@ -66,12 +77,13 @@ def register(subparsers: Any) -> None:
         epilog=CONVERT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    convert.add_argument("input", type=Path, help="input file or DICOM folder")
+    convert.add_argument("input", type=Path, help="input file, DICOM folder or DICOMDIR")
     convert.add_argument(
         "output", type=Path, help="output file, folder (with --slices) or NAME.png slice pattern"
     )
     convert.add_argument(
-        "--series", metavar="UID", help="SeriesInstanceUID to read when the folder holds several"
+        "--series", metavar="UID|NUMBER|DESCRIPTION",
+        help="the DICOM series to read when there are several (SeriesInstanceUID, SeriesNumber or description)",
     )
     convert.add_argument(
         "--slices", action="store_true", help="write one 8-bit PNG per slice (OUT is a folder)"
@@ -98,22 +110,41 @@ def run_info(args: argparse.Namespace) -> int:
         _print_npz(facts)
         return 0
     series = facts.get("series") or []
-    if len(series) > 1:
-        print(f"{len(series)} series in {args.path}:")
-        for s in series:
-            print(f"  {_series_line(s)}")
+    objects = facts.get("objects") or []
+    if len(series) > 1 or objects or facts.get("skipped") or facts["image"] is None:
+        _print_study(facts, args.path)
         if facts["image"] is None:
-            print("pass --series UID to describe one")
+            if series:
+                print("pass --series UID|NUMBER|DESCRIPTION to describe one")
             return 0
         print()
     _print_image(facts["image"])
     return 0
 
 
-def _series_line(s: dict[str, Any]) -> str:
-    from medsight.io.dicom import SeriesInfo
+def _print_study(facts: dict[str, Any], path: Path) -> None:
+    """The series, objects and skipped files of a DICOM folder or DICOMDIR."""
+    from medsight.io.dicom_files import SKIP_KINDS
+    from medsight.io.dicom_study import ObjectInfo, SeriesInfo
 
-    return SeriesInfo(**s).summary()
+    series = [SeriesInfo(**s) for s in facts.get("series") or []]
+    objects = [ObjectInfo(**o) for o in facts.get("objects") or []]
+    print(f"{len(series)} series, {len(objects)} non-image object(s) in {path}:")
+    for s in series:
+        print(f"  {s.summary()}")
+        for irregularity in s.irregularities:
+            print(f"      irregular: {irregularity}")
+        if s.reconstruction:
+            print(f"      read as: {s.reconstruction}")
+    if objects:
+        print("objects:")
+        for o in objects:
+            print(f"  {o.summary(series)}")
+    for kind, files in (facts.get("skipped") or {}).items():
+        names = sorted({Path(f).name for f in files})
+        print(f"skipped: {len(files)} {SKIP_KINDS.get(kind, kind)} (e.g. {', '.join(names[:3])})")
+    if facts.get("missing"):
+        print(f"missing: {len(facts['missing'])} file(s) the DICOMDIR lists (e.g. {facts['missing'][0]})")
 
 
 def _fmt_numbers(values: list[float], sep: str = " x ") -> str:
@@ -156,6 +187,8 @@ def _print_image(d: dict[str, Any]) -> None:
         "color": "color",
         "pixel_spacing_source": "spacing from",
         "gantry_tilt_deg": "gantry tilt (deg)",
+        "recorded_slices": "recorded slices",
+        "reconstruction": "reconstruction",
         "sorted_by": "sorted by",
         "segments": "segments",
         "referenced_series": "referenced series",

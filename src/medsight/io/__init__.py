@@ -16,13 +16,16 @@ from medsight.io.raster import RASTER_SUFFIXES, read_raster, write_raster
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".bmp")
 
-#: Geometry warnings of a DICOM slice stack that strict reading refuses (their text starts with these words).
-IRREGULAR_STACK = ("missing slices", "uneven slice spacing", "gantry tilt")
 _policy = {"strict": True}
 
 
 def set_strict_reading(strict: bool) -> None:
-    """Process-wide default of :func:`read_image`'s ``strict`` (``medsight --allow-irregular`` turns it off)."""
+    """Process-wide default of :func:`read_image`'s ``strict`` (``medsight --allow-irregular`` turns it off).
+
+    Strict reading refuses what cannot be read exactly: DICOM series with a slice gap wider than 2 x the median
+    step, images with NaN/Inf voxels. Other irregular DICOM series (gantry tilt, uneven spacing, one missing slice)
+    are reconstructed onto a regular grid either way (:mod:`medsight.io.dicom_regrid`).
+    """
     _policy["strict"] = bool(strict)
 
 
@@ -47,12 +50,11 @@ def detect_format(path: str | Path) -> str:
     if not p.exists():
         raise InputNotFoundError(f"Expected an existing file or folder, got {p} which does not exist; check the path")
     if p.is_dir():
-
         if find_dicom_files(p, limit=1):
             return "dicom"
         raise user_error(
-            "a folder holding a DICOM series", "a folder with no DICOM files", p,
-            "point at the series folder, or at an image file (NIfTI, NRRD, MHA, PNG, TIFF)",
+            "a folder holding DICOM series", "a folder with no DICOM files", p,
+            "point at the series or study folder, or at an image file (NIfTI, NRRD, MHA, PNG, TIFF)",
         )
     if p.stat().st_size == 0:
         raise user_error("a non-empty image file", "a zero-byte file", p, "re-export or re-copy the file")
@@ -76,18 +78,25 @@ def read_image(path: str | Path, *, series_uid: str | None = None, strict: bool 
     """Read any supported image file or DICOM series folder.
 
     Args:
-        path: a file or a folder holding one DICOM series (searched recursively).
-        series_uid: which series to read when a folder holds several (``medsight info`` lists them).
-        strict: refuse a DICOM stack with missing slices, uneven spacing or gantry tilt, and an image with NaN/Inf
+        path: an image file, a DICOM file, a DICOMDIR, or a folder holding DICOM series (a series folder or a study
+            tree, searched recursively; index files, localizers, secondary captures and non-image objects are
+            skipped with one note per kind).
+        series_uid: which DICOM series to read when there are several: SeriesInstanceUID, SeriesNumber or
+            SeriesDescription (``medsight info`` lists them; :func:`medsight.io.dicom_study.choose_series` gives
+            the rule without it).
+        strict: refuse a DICOM series with a slice gap wider than 2 x its median step and an image with NaN/Inf
             voxels (default: the process-wide policy, strict unless ``--allow-irregular`` was given). Lenient
-            reading logs a warning instead, uses the median slice step and reads NaN/Inf as 0 (``info`` and
-            ``dataset check`` read leniently: they describe such files rather than refuse them).
+            reading interpolates across such gaps and reads NaN/Inf as 0, with a warning (``info`` and ``dataset
+            check`` read leniently: they describe such files rather than refuse them). Either way a DICOM series
+            with gantry tilt, uneven spacing or a missing slice is reconstructed onto a regular grid from the
+            recorded slice positions, with one warning (:mod:`medsight.io.dicom_regrid`).
 
     Returns:
         The image, ``(C, *spatial)``, with geometry and source info.
     """
     p = Path(path)
     fmt = detect_format(p)
+    strict_now = _policy["strict"] if strict is None else strict
     if not p.is_dir() and not _readable(p):
         raise user_error("a readable file", "a file without read permission", p, "fix its permissions (chmod +r)")
     if fmt == "itk":
@@ -97,32 +106,23 @@ def read_image(path: str | Path, *, series_uid: str | None = None, strict: bool 
 
         image = read_raster(p)
     elif fmt == "dicom":
-
-        image = read_dicom(p, series_uid=series_uid)
+        image = read_dicom(p, series_uid=series_uid, fill_gaps=not strict_now)
     else:
         raise user_error(
             "a single image", "an NPZ archive", p, "use it as a dataset (medsight dataset check / train), not as one image"
         )
-    if _policy["strict"] if strict is None else strict:
-        _refuse_irregular(image, p)
+    if strict_now:
+        _refuse_non_finite(image, p)
     return image
 
 
-def _refuse_irregular(image: Image, path: Path) -> None:
+def _refuse_non_finite(image: Image, path: Path) -> None:
     """Raise for what lenient reading would only warn about (see :func:`read_image`)."""
     extra = image.source.extra if image.source else {}
-    lenient = "pass --allow-irregular (before the command) to read it anyway"
     if extra.get("non_finite_voxels"):
         raise user_error("finite voxel values", f"{extra['non_finite_voxels']} NaN/Inf voxels", path,
-                         f"replace them (e.g. with the background value) and re-save, or {lenient} with them as 0")
-    for warning in str(extra.get("warnings", "")).split(" | "):
-        if warning.startswith(IRREGULAR_STACK):
-            kind = next(k for k in IRREGULAR_STACK if warning.startswith(k))
-            detail = warning.split(": ", 1)[1].split(";")[0] if ": " in warning else kind
-            raise user_error("a regular slice stack (no missing slices, even spacing, no gantry tilt)",
-                             f"{kind} ({detail})", path,
-                             f"re-export the complete series (or correct the tilt with dcm2niix), or {lenient} "
-                             "with the median slice step")
+                         "replace them (e.g. with the background value) and re-save, or pass --allow-irregular "
+                         "(before the command) to read it anyway with them as 0")
 
 
 def _readable(p: Path) -> bool:

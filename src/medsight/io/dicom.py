@@ -1,280 +1,185 @@
-"""DICOM files and series on pydicom: find them, list the series in a folder, read one as an :class:`Image`.
+"""DICOM files and series on pydicom: find them, list the series of a folder tree, read one as an :class:`Image`.
 
-``read_dicom(folder)`` groups the files by SeriesInstanceUID, sorts the slices of the chosen series along the
-slice normal (see :mod:`medsight.io.dicom_geometry` for sorting, spacing and tolerances) and decodes the pixels
-(see :mod:`medsight.io.dicom_pixels` for rescale, MONOCHROME1, colour and codecs). The result:
+``read_dicom(path)`` scans a series folder, a study folder tree, a DICOMDIR or one file
+(:mod:`medsight.io.dicom_study`: vendor index files, localizers, secondary captures and non-image objects such as
+SEG, RTSTRUCT and dose reports are skipped with one note per kind), chooses the series
+(:func:`~medsight.io.dicom_study.choose_series`), sorts its slices along the slice normal (see
+:mod:`medsight.io.dicom_geometry` for sorting, spacing and tolerances) and decodes the pixels (see
+:mod:`medsight.io.dicom_pixels` for rescale, MONOCHROME1, colour and codecs). The result:
 
 * a series of single-frame files, or an enhanced multi-frame file: ``(C, D, H, W)`` with array axes
   ``(slice, row, col)``, spacing ``(slice step, PixelSpacing row, PixelSpacing col)`` mm, origin = position of
   the first slice, direction columns ``[slice normal, column cosine, row cosine]`` -- the same as SimpleITK's
   ImageSeriesReader followed by :func:`medsight.io.itk.from_sitk`;
+* an irregular series (gantry tilt, uneven spacing, missing slices): reconstructed onto a regular grid from the
+  recorded slice positions, so every voxel sits where the scanner put it (:mod:`medsight.io.dicom_regrid`: axes,
+  step, extent, interpolation, and the gaps that are refused), ``float32``, with one warning that says what was
+  done. ``grid="recorded"`` stacks the recorded slices as they are instead (median step, approximate geometry);
+  :func:`to_original_slices` and :func:`to_regular_grid` move label maps between the two;
 * a single frame without ImagePositionPatient (X-ray: CR/DX): ``(C, H, W)`` with spacing from PixelSpacing or
   ImagerPixelSpacing and the identity direction. A single frame *with* a position stays 3D, ``(C, 1, H, W)``, so
   that its physical placement survives a conversion to NIfTI.
 
-``C`` is 1 for grayscale and 3 for colour. Problems a user should know about (missing slices, uneven spacing,
-gantry tilt, missing positions) are logged as warnings and kept in ``SourceInfo.extra["warnings"]``; problems
-that make the volume wrong (mixed image sizes, duplicate positions, several orientations, truncated files) raise
-:class:`~medsight.errors.MedsightError` naming the file. Patient identifiers are never read into the result.
+``C`` is 1 for grayscale and 3 for colour. Problems a user should know about (irregular stacks, missing
+positions) are logged as warnings and kept in ``SourceInfo.extra["warnings"]``; problems that make the volume
+wrong (mixed image sizes, duplicate positions, several orientations, truncated files, gaps too wide to bridge)
+raise :class:`~medsight.errors.MedsightError` naming the file. Patient identifiers are never read into the result.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
-import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from medsight.core.image import Image, SourceInfo
-from medsight.errors import MedsightError, require_exists, user_error
-from medsight.io.dicom_geometry import (
-    Frame,
-    StackGeometry,
-    frame_from_header,
-    multiframe_frames,
-    stack_geometry,
-)
-from medsight.io.dicom_header import (
-    FileHeader,
-    has_dicm_preamble,
-    is_raw_dicom,
-    read_dataset,
-    read_header,
-    transfer_syntax_name,
-)
+from medsight.errors import require_exists, user_error
+from medsight.io.dicom_files import find_dicom_files, is_dicom_file, is_dicomdir, walk_files
+from medsight.io.dicom_geometry import Frame, StackGeometry, stack_geometry
+from medsight.io.dicom_header import FileHeader, transfer_syntax_name
 from medsight.io.dicom_pixels import needs_rescale, stack_pixels
+from medsight.io.dicom_regrid import (
+    SeriesGrid,
+    check_gaps,
+    labels_to_recorded_slices,
+    labels_to_regular_grid,
+    reconstruct,
+)
+from medsight.io.dicom_study import (
+    ObjectInfo,
+    SeriesInfo,
+    StudyListing,
+    choose_series,
+    frames_of,
+    grid_of,
+    is_planar,
+    list_study,
+    scan_study,
+)
 
 logger = logging.getLogger(__name__)
 
-_SKIPPED_NAMES = {"DICOMDIR"}
-
-
-def is_dicom_file(path: str | Path) -> bool:
-    """Whether ``path`` is a DICOM file.
-
-    True when the file has the ``DICM`` marker at byte 128, or (no preamble) pydicom parses it and it holds a
-    SOPClassUID or pixel data.
-    """
-    p = Path(path)
-    if not p.is_file():
-        return False
-    return has_dicm_preamble(p) or is_raw_dicom(p)
-
-
-def walk_files(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` in a stable order, skipping hidden files and folders."""
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
-
-
-def find_dicom_files(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """DICOM files under ``folder`` (recursive), in sorted path order.
-
-    Hidden files and folders and ``DICOMDIR`` indexes are skipped; other non-DICOM files are skipped with a
-    debug log. Only the first 132 bytes of files with a preamble are read, so thousands of files take well
-    under a second.
-
-    Args:
-        folder: the folder to search.
-        limit: stop after this many files (``limit=1`` answers "is there any DICOM here?").
-
-    Returns:
-        Paths of the DICOM files.
-    """
-    out: list[Path] = []
-    for path in walk_files(Path(folder)):
-        if path.name.upper() in _SKIPPED_NAMES:
-            continue
-        if has_dicm_preamble(path) or is_raw_dicom(path):
-            out.append(path)
-            if limit is not None and len(out) >= limit:
-                break
-        else:
-            logger.debug("skipping non-DICOM file %s", path)
-    return out
-
-
-@dataclass(frozen=True)
-class SeriesInfo:
-    """One series found in a folder. Holds no patient identifiers.
-
-    Attributes:
-        series_uid: SeriesInstanceUID (``""`` when the files have none).
-        modality: Modality (``"CT"``, ``"MR"``...).
-        description: SeriesDescription.
-        num_files: number of files.
-        num_frames: number of 2D frames (slices) over all files; 0 for non-image objects (SR, KO, PR).
-        rows, columns: image size of the first image file (0 for non-image objects).
-        folder: the deepest folder holding all of the series' files.
-        study_uid: StudyInstanceUID.
-        series_number: SeriesNumber, or ``None``.
-    """
-
-    series_uid: str
-    modality: str
-    description: str
-    num_files: int
-    num_frames: int
-    rows: int
-    columns: int
-    folder: str
-    study_uid: str
-    series_number: int | None = None
-
-    def summary(self) -> str:
-        """One line: ``UID  MODALITY  'description'  N files, M frames, ROWSxCOLUMNS``."""
-        size = f"{self.rows}x{self.columns}" if self.rows else "no pixel data"
-        number = f"#{self.series_number} " if self.series_number is not None else ""
-        return (
-            f"{self.series_uid or '(no SeriesInstanceUID)'}  {self.modality or '?'}  {number}"
-            f"{self.description!r}  {self.num_files} files, {self.num_frames} frames, {size}"
-        )
-
-
-def _scan(path: Path) -> list[FileHeader]:
-    """Headers of the DICOM files at ``path`` (a folder, searched recursively, or one file)."""
-    if path.is_dir():
-        files = find_dicom_files(path)
-        if not files:
-            raise user_error(
-                "a folder holding DICOM files",
-                "no DICOM files",
-                path,
-                "point at the folder that holds the series (files with the DICM marker or .dcm files)",
-            )
-        return [read_header(f) for f in files]
-    if path.name.upper() == "DICOMDIR":
-        raise user_error(
-            "a DICOM image file or series folder",
-            "a DICOMDIR index (it holds no images)",
-            path,
-            "point at the folder that holds the DICOMDIR instead",
-        )
-    if not is_dicom_file(path):
-        raise user_error(
-            "a DICOM file",
-            "a file without the DICM marker that pydicom cannot read as DICOM",
-            path,
-            "check that it is a DICOM file (not text, ZIP or an image export)",
-        )
-    return [read_header(path)]
-
-
-def _group(headers: Sequence[FileHeader]) -> dict[str, list[FileHeader]]:
-    groups: dict[str, list[FileHeader]] = {}
-    for h in headers:
-        groups.setdefault(h.series_uid, []).append(h)
-    return groups
-
-
-def _series_info(headers: Sequence[FileHeader]) -> SeriesInfo:
-    first = headers[0]
-    images = [h for h in headers if h.is_image]
-    sizes = Counter((h.rows or 0, h.columns or 0) for h in images)
-    rows, cols = sizes.most_common(1)[0][0] if sizes else (0, 0)
-    folder = os.path.commonpath([str(h.path.parent) for h in headers])
-    return SeriesInfo(
-        series_uid=first.series_uid,
-        modality=first.modality,
-        description=first.description,
-        num_files=len(headers),
-        num_frames=sum(h.frames for h in images),
-        rows=rows,
-        columns=cols,
-        folder=folder,
-        study_uid=first.study_uid,
-        series_number=first.series_number,
-    )
-
-
-def _sorted_infos(groups: dict[str, list[FileHeader]]) -> list[SeriesInfo]:
-    infos = [_series_info(hs) for hs in groups.values()]
-    return sorted(
-        infos, key=lambda s: (s.study_uid, s.series_number is None, s.series_number or 0, s.series_uid)
-    )
+GRIDS = ("regular", "recorded")
 
 
 def list_series(path: str | Path) -> list[SeriesInfo]:
-    """The series in a folder (searched recursively) or in one file, ordered by study and SeriesNumber.
+    """The image series in a folder tree, DICOMDIR or file, ordered by study and SeriesNumber.
 
-    Args:
-        path: a folder or a DICOM file.
+    :func:`~medsight.io.dicom_study.list_study` gives the non-image objects and skipped files too.
 
     Raises:
         MedsightError: no DICOM files, or a DICOM file that cannot be parsed (named).
     """
-    p = require_exists(path, "DICOM file or folder")
-    return _sorted_infos(_group(_scan(p)))
+    return list(list_study(path).series)
 
 
-def _choose(groups: dict[str, list[FileHeader]], series_uid: str | None, where: Path) -> list[FileHeader]:
-    infos = _sorted_infos(groups)
-    if series_uid is not None:
-        if series_uid in groups:
-            return groups[series_uid]
-        uids = [s.series_uid for s in infos]
-        close = difflib.get_close_matches(series_uid, uids, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise MedsightError(
-            f"Expected a SeriesInstanceUID present in {where}, got {series_uid!r}; {hint}choose one of: "
-            + ", ".join(_choice(s) for s in infos)
-        )
-    image_series = [s for s in infos if s.num_frames > 0]
-    if not image_series:
-        example = next(iter(groups.values()))[0].path
-        raise user_error(
-            "DICOM files with pixel data",
-            f"only non-image objects (SR/KO/PR; e.g. {example.name})",
-            where,
-            "point at the folder of an image series",
-        )
-    if len(image_series) > 1:
-        raise MedsightError(
-            f"Expected one DICOM series, got {len(image_series)} series in {where}: "
-            + "; ".join(_choice(s) for s in image_series)
-            + "; pass --series UID (series_uid=... in Python) to choose one"
-        )
-    return groups[image_series[0].series_uid]
+def _select(path: str | Path, series_uid: str | None) -> tuple[Path, list[FileHeader]]:
+    """The path and the headers of the series to read (notes logged once per kind of thing left out)."""
+    p = require_exists(path, "DICOM file, folder or DICOMDIR")
+    scan = scan_study(p)
+    if p.is_file() and not is_dicomdir(p):
+        found = next(iter(scan.groups), None)
+        if found is None:
+            raise user_error("a DICOM image or object file", "a directory or index file", p,
+                             "point at the image files, or at the folder holding them")
+        if series_uid is not None and series_uid != found:
+            raise user_error(
+                f"series {series_uid!r}", f"a file of series {found!r}", p, "drop --series or pick another file"
+            )
+        return p, scan.groups[found]
+    info = choose_series(scan.listing, series_uid, p)
+    for note in scan.listing.notes(read=info.series_uid if series_uid is None else None):
+        logger.info("note: %s", note)
+    return p, scan.groups[info.series_uid]
 
 
-def _choice(info: SeriesInfo) -> str:
-    return f"{info.series_uid or '(none)'} ({info.modality or '?'}, {info.description!r}, {info.num_files} files)"
-
-
-def read_dicom(path: str | Path, *, series_uid: str | None = None) -> Image:
-    """Read a DICOM series (folder) or a single DICOM file as an :class:`Image`.
+def read_dicom(
+    path: str | Path, *, series_uid: str | None = None, fill_gaps: bool = False, grid: str = "regular"
+) -> Image:
+    """Read a DICOM series from a series or study folder, a DICOMDIR or a single file as an :class:`Image`.
 
     Args:
-        path: a folder (searched recursively; non-DICOM files are skipped) or one DICOM file.
-        series_uid: the SeriesInstanceUID to read when the folder holds several series.
+        path: a folder (searched recursively; index files, localizers, secondary captures and non-image objects
+            are skipped with one note per kind), a DICOMDIR, or one DICOM file.
+        series_uid: which series to read when there are several: its SeriesInstanceUID, SeriesNumber or
+            SeriesDescription (:func:`~medsight.io.dicom_study.choose_series` gives the rule without it).
+        fill_gaps: also reconstruct a series with a gap wider than 2 x its median slice step, interpolating across
+            it (refused otherwise; :mod:`medsight.io.dicom_regrid`).
+        grid: ``"regular"`` (default) reconstructs an irregular series onto its regular grid; ``"recorded"``
+            stacks the recorded slices as they are, with the median step (array index ``k`` = recorded slice
+            ``k``; the geometry is then approximate and the warning says by how much).
 
     Returns:
         ``(C, D, H, W)`` for slice stacks and multi-frame files, ``(C, H, W)`` for a single frame without
-        position (X-ray); C = 1 (gray) or 3 (RGB). float32 when a rescale applies (CT in HU), else the stored
-        integer type. Geometry and :class:`SourceInfo` (no patient identifiers) as in the module docstring.
+        position (X-ray); C = 1 (gray) or 3 (RGB). float32 when a rescale applies (CT in HU) or the series was
+        reconstructed, else the stored integer type. Geometry and :class:`SourceInfo` (no patient identifiers) as
+        in the module docstring.
 
     Raises:
-        MedsightError: several series and no ``series_uid``; an unknown ``series_uid``; a file that cannot be
-            parsed or decoded (truncated, no pixel data, missing codec); mixed image sizes, several orientations
-            or duplicate slice positions within the series; not enough memory.
+        MedsightError: several candidate series and no ``series_uid``; an unknown ``series_uid``; a file that
+            cannot be parsed or decoded (truncated, no pixel data, missing codec); mixed image sizes, several
+            orientations or duplicate slice positions within the series; a gap too wide (without ``fill_gaps``);
+            not enough memory.
     """
-    p = require_exists(path, "DICOM file or folder")
-    groups = _group(_scan(p))
-    if not p.is_dir() and series_uid is not None and series_uid not in groups:
-        found = next(iter(groups))
-        raise user_error(
-            f"series {series_uid!r}", f"a file of series {found!r}", p, "drop --series or pick another file"
-        )
-    return read_series(_choose(groups, series_uid, p), where=p)
+    if grid not in GRIDS:
+        raise user_error(f"grid one of {', '.join(GRIDS)}", repr(grid), None, "pass grid='regular' or 'recorded'")
+    p, headers = _select(path, series_uid)
+    return read_series(headers, where=p, fill_gaps=fill_gaps, grid=grid)
+
+
+def series_grid(path: str | Path, *, series_uid: str | None = None) -> SeriesGrid:
+    """The recorded slices of a series and the regular grid :func:`read_dicom` reads it onto (headers only).
+
+    Args:
+        path, series_uid: as for :func:`read_dicom`.
+    """
+    p, headers = _select(path, series_uid)
+    images = [h for h in headers if h.is_image]
+    if not images:
+        raise user_error("DICOM files with pixel data", "only non-image objects", p, "point at an image series")
+    frames = frames_of(images)
+    if is_planar(frames):
+        raise user_error("a slice stack", "a single 2D image without position", p,
+                         "label maps of 2D images need no regridding")
+    return grid_of(frames, stack_geometry(frames, where=str(p)), images, str(p))
+
+
+def _grid_arg(series: SeriesGrid | str | Path, series_uid: str | None) -> SeriesGrid:
+    return series if isinstance(series, SeriesGrid) else series_grid(series, series_uid=series_uid)
+
+
+def to_original_slices(labels: Image, series: SeriesGrid | str | Path, *, series_uid: str | None = None) -> Image:
+    """A label map (a prediction on the volume :func:`read_dicom` returned) back onto the recorded slices.
+
+    Nearest neighbour in physical space (:func:`~medsight.io.dicom_regrid.labels_to_recorded_slices`): array
+    index ``k`` of the result is the ``k``-th recorded slice along the slice normal (``SeriesGrid.files``,
+    ``sop_instances`` name it), so a SEG or RTSTRUCT writer can reference the original slices. For a regular
+    series this is the identity.
+
+    Args:
+        labels: ``(C, D, H, W)`` label map with its geometry (usually that of the image read from ``series``).
+        series: the series (a :class:`SeriesGrid` from :func:`series_grid`, or its path).
+        series_uid: which series of ``series`` when it is a path holding several.
+    """
+    return labels_to_recorded_slices(labels, _grid_arg(series, series_uid))
+
+
+def to_regular_grid(
+    labels_on_original: Image, series: SeriesGrid | str | Path, *, series_uid: str | None = None
+) -> Image:
+    """A label map drawn on the recorded slices (SEG, RTSTRUCT) onto the grid :func:`read_dicom` reads the series
+    onto, nearest neighbour (:func:`~medsight.io.dicom_regrid.labels_to_regular_grid`), so that it lies on the
+    image voxel for voxel. For a regular series the array is unchanged and gets the series' geometry.
+
+    Args:
+        labels_on_original: ``(C, N, H, W)``: index ``k`` = the ``k``-th recorded slice along the slice normal.
+        series, series_uid: as for :func:`to_original_slices`.
+    """
+    return labels_to_regular_grid(labels_on_original, _grid_arg(series, series_uid))
 
 
 def _check_sizes(headers: Sequence[FileHeader], where: Path) -> None:
@@ -292,12 +197,15 @@ def _check_sizes(headers: Sequence[FileHeader], where: Path) -> None:
         )
 
 
-def read_series(headers: Sequence[FileHeader], *, where: Path) -> Image:
+def read_series(
+    headers: Sequence[FileHeader], *, where: Path, fill_gaps: bool = False, grid: str = "regular"
+) -> Image:
     """Read the files of one series (their headers already scanned) as an :class:`Image`.
 
     Args:
         headers: the headers of every file of the series.
         where: the folder or file the user gave, for messages and ``SourceInfo.path``.
+        fill_gaps, grid: as for :func:`read_dicom`.
     """
     skipped = [h for h in headers if not h.is_image]
     headers = [h for h in headers if h.is_image]
@@ -310,28 +218,37 @@ def read_series(headers: Sequence[FileHeader], *, where: Path) -> Image:
         )
     _check_sizes(headers, where)
     by_path = {h.path: h for h in headers}
-    frames: list[Frame] = []
-    for h in headers:
-        if h.frames > 1:
-            frames += multiframe_frames(read_dataset(h.path, stop_before_pixels=True), h)
-        else:
-            frames.append(frame_from_header(h))
+    frames = frames_of(headers)
     first = headers[0]
     channels = 3 if first.samples == 3 or first.photometric == "PALETTE COLOR" else first.samples
     label = str(where)
-    two_d = len(frames) == 1 and (frames[0].position is None or frames[0].orientation is None)
-    if two_d:
-        geometry = _plane_geometry(frames[0], label)
-    else:
-        geometry = stack_geometry(frames, where=label)
+    two_d = is_planar(frames)
+    geometry = _plane_geometry(frames[0], label) if two_d else stack_geometry(frames, where=label)
+    plan = None if two_d else grid_of(frames, geometry, headers, label)
+    regrid = plan is not None and plan.reconstructed and grid == "regular"
+    if plan is not None and regrid:
+        check_gaps(plan, allow=fill_gaps)
+    warnings = list(geometry.warnings)
     if skipped:
-        note = (
+        warnings.append(
             f"skipped {len(skipped)} non-image object(s) of the series without Rows/Columns in {label} "
             f"(e.g. {skipped[0].path.name})"
         )
-        geometry = dataclasses.replace(geometry, warnings=(*geometry.warnings, note))
+    if plan is not None and plan.irregularities:
+        found = "; ".join(plan.irregularities)
+        if regrid:
+            warnings.append(f"{found} in {label}: {plan.summary()}, so every voxel sits where the scanner recorded it")
+        else:
+            warnings.append(
+                f"{found} in {label}: the recorded slices are stacked as they are with the median step "
+                f"{geometry.spacing[0]:.4g} mm, so slices are up to {geometry.stacking_error_mm:.3g} mm from their "
+                "recorded positions (read with grid='regular' to reconstruct them)"
+            )
+    geometry = dataclasses.replace(geometry, warnings=tuple(warnings))
     ordered = [frames[i] for i in geometry.order]
     array = stack_pixels(ordered, by_path, where=where, channels=channels)
+    if plan is not None and regrid:
+        array = reconstruct(array, plan, where=label)
     for message in geometry.warnings:
         logger.warning(message)
     for message in geometry.notes:
@@ -342,10 +259,13 @@ def read_series(headers: Sequence[FileHeader], *, where: Path) -> Image:
         modality=first.modality,
         series_uid=first.series_uid,
         description=first.description,
-        extra=_extra(headers, ordered, geometry, array),
+        extra=_extra(headers, ordered, geometry, array, plan if regrid else None),
     )
     if two_d:
         return Image(array[:, 0], spacing=geometry.spacing[1:], source=source)
+    if plan is not None and regrid:
+        target = plan.regular
+        return Image(array, spacing=target.spacing, origin=target.origin, direction=target.direction, source=source)
     return Image(
         array, spacing=geometry.spacing, origin=geometry.origin, direction=geometry.direction, source=source
     )
@@ -369,7 +289,11 @@ def _plane_geometry(frame: Frame, where: str) -> StackGeometry:
 
 
 def _extra(
-    headers: Sequence[FileHeader], frames: Sequence[Frame], geometry: StackGeometry, array: np.ndarray
+    headers: Sequence[FileHeader],
+    frames: Sequence[Frame],
+    geometry: StackGeometry,
+    array: np.ndarray,
+    plan: SeriesGrid | None,
 ) -> dict[str, str]:
     """Reader facts for ``SourceInfo.extra`` (strings; no patient identifiers)."""
     first = headers[0]
@@ -379,7 +303,7 @@ def _extra(
         "transfer_syntax": ", ".join(syntaxes),
         "photometric_interpretation": ", ".join(photometric),
         "num_files": str(len(headers)),
-        "num_slices": str(len(frames)),
+        "num_slices": str(array.shape[1]) if array.ndim == 4 else "1",
         "sorted_by": geometry.sorted_by,
         "dtype": str(array.dtype),
     }
@@ -401,6 +325,11 @@ def _extra(
         extra["pixel_spacing_source"] = first.spacing_source
     if geometry.tilt_deg:
         extra["gantry_tilt_deg"] = f"{geometry.tilt_deg:.3f}"
+    if geometry.irregularities:
+        extra["irregularities"] = " | ".join(geometry.irregularities)
+    if plan is not None:
+        extra["recorded_slices"] = str(len(frames))
+        extra["reconstruction"] = plan.summary()
     if geometry.notes:
         extra["notes"] = " | ".join(geometry.notes)
     if geometry.warnings:
@@ -412,4 +341,20 @@ def _range(values: Sequence[float]) -> str:
     return f"{values[0]:g}" if len(values) == 1 else f"{values[0]:g}..{values[-1]:g} (varies per slice)"
 
 
-__all__ = ["SeriesInfo", "find_dicom_files", "is_dicom_file", "list_series", "read_dicom", "read_series"]
+__all__ = [
+    "GRIDS",
+    "ObjectInfo",
+    "SeriesGrid",
+    "SeriesInfo",
+    "StudyListing",
+    "find_dicom_files",
+    "is_dicom_file",
+    "list_series",
+    "list_study",
+    "read_dicom",
+    "read_series",
+    "series_grid",
+    "to_original_slices",
+    "to_regular_grid",
+    "walk_files",
+]

@@ -10,16 +10,17 @@ PixelSpacing[1])`` in mm, origin = ImagePositionPatient of the first slice (LPS,
 Tolerances (all in mm along the slice normal unless stated):
 
 * duplicate position: two frames closer than :data:`DUPLICATE_MM` (0.001 mm) -> error (a 4D series or copies).
-* missing slices: a step of at least :data:`GAP_FACTOR` (1.5) x the median step -> warning.
+* missing slices: a step of at least :data:`GAP_FACTOR` (1.5) x the median step -> irregularity.
 * uneven spacing: a step that differs from the median by more than ``max(0.01 mm, 1 % of the median)`` ->
-  warning. The decimal strings of ImagePositionPatient carry rounding errors far below that, while real
+  irregularity. The decimal strings of ImagePositionPatient carry rounding errors far below that, while real
   irregularities (slabs with different steps, a slice acquired twice) exceed it.
 * gantry tilt: slice origins that drift in-plane (after removing their component along ``n``) by more than half
-  the smallest pixel spacing -> warning with the tilt angle.
+  the smallest pixel spacing -> irregularity with the tilt angle.
 
-The slice spacing is the median step. A tilted stack keeps the orthonormal direction ``[n, col, row]`` (what
-NIfTI's qform and most tools require), so slices beyond the first are sheared in-plane by ``step * tan(tilt)``
-per slice; the warning says so. When positions are missing the frames are stacked by InstanceNumber (else file
+:class:`StackGeometry` describes the recorded frames stacked with the median step and the orthonormal direction
+``[n, col, row]``; its ``irregularities`` say where that stack differs from the recorded positions (and
+``stacking_error_mm`` by how much). :mod:`medsight.io.dicom_regrid` reconstructs such stacks onto a regular grid
+from the recorded positions. When positions are missing the frames are stacked by InstanceNumber (else file
 order) with SpacingBetweenSlices/SliceThickness (else 1 mm) as spacing, and a warning.
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,12 @@ class StackGeometry:
         warnings: problems worth a user's attention (missing slices, uneven spacing, tilt...).
         notes: facts that are expected but useful (frames stacked in file order, thickness used as spacing).
         tilt_deg: gantry tilt (degrees), 0 when none.
+        steps: distances between consecutive sorted frames along the slice normal (mm).
+        irregularities: missing slices, uneven spacing, gantry tilt, described (empty for a regular stack);
+            what reading does about them is the reader's business (:mod:`medsight.io.dicom_regrid`).
+        positions: ``(N, 3)`` ImagePositionPatient of the frames in output order (empty without positions).
+        stacking_error_mm: how far (mm) the farthest frame is from where a regular stack with ``spacing`` and
+            ``direction`` would put it (0 for a regular stack).
     """
 
     order: tuple[int, ...]
@@ -102,6 +109,9 @@ class StackGeometry:
     notes: tuple[str, ...] = ()
     tilt_deg: float = 0.0
     steps: tuple[float, ...] = ()
+    irregularities: tuple[str, ...] = ()
+    positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    stacking_error_mm: float = 0.0
 
 
 def frame_from_header(header: FileHeader) -> Frame:
@@ -271,6 +281,7 @@ def _by_position(frames: Sequence[Frame], where: str) -> StackGeometry:
     steps = np.diff(d)
     (ps_row, ps_col), warn = _in_plane_spacing([frames[i] for i in order], where)
     notes: list[str] = []
+    irregular: list[str] = []
     dup = np.flatnonzero(steps < DUPLICATE_MM)
     if dup.size:
         a, b = frames[order[dup[0]]], frames[order[dup[0] + 1]]
@@ -290,19 +301,16 @@ def _by_position(frames: Sequence[Frame], where: str) -> StackGeometry:
         )
     else:
         step = float(np.median(steps))
-        warn += _spacing_warnings(d, steps, step, where)
+        irregular += _spacing_irregularities(d, steps, step)
     offsets = pos[order] - pos[order[0]]
     in_plane = offsets - np.outer(offsets @ normal, normal)
     drift = np.linalg.norm(in_plane, axis=1)
     tilt = 0.0
     if len(frames) > 1 and drift.max() > 0.5 * min(ps_row, ps_col):
         tilt = math.degrees(math.atan2(float(drift[-1]), float(d[-1] - d[0])))
-        warn.append(
-            f"gantry tilt of {tilt:.2f} degrees in {where}: slice origins drift {drift.max():.2f} mm in-plane; "
-            "the volume keeps the orthogonal slice normal, so anatomy is sheared by "
-            f"{step * math.tan(math.radians(tilt)):.3f} mm per slice (resample with a tilt-correcting converter "
-            "such as dcm2niix if exact positions matter)"
-        )
+        irregular.append(f"gantry tilt of {tilt:.2f} degrees (slice origins drift {drift.max():.2f} mm in-plane)")
+    stacked = d[0] + step * np.arange(len(d))
+    error = np.sqrt((d - stacked) ** 2 + drift**2) if len(frames) > 1 else np.zeros(1)
     return StackGeometry(
         order=tuple(int(i) for i in order),
         spacing=(step, ps_row, ps_col),
@@ -313,11 +321,14 @@ def _by_position(frames: Sequence[Frame], where: str) -> StackGeometry:
         notes=tuple(notes),
         tilt_deg=tilt,
         steps=tuple(float(s) for s in steps),
+        irregularities=tuple(irregular),
+        positions=pos[order],
+        stacking_error_mm=float(error.max()),
     )
 
 
-def _spacing_warnings(d: np.ndarray, steps: np.ndarray, step: float, where: str) -> list[str]:
-    """Warnings for missing slices and uneven steps (see module docstring for the tolerances)."""
+def _spacing_irregularities(d: np.ndarray, steps: np.ndarray, step: float) -> list[str]:
+    """Missing slices and uneven steps, described (see module docstring for the tolerances)."""
     out = []
     gaps = np.flatnonzero(steps >= GAP_FACTOR * step)
     if gaps.size:
@@ -328,9 +339,7 @@ def _spacing_warnings(d: np.ndarray, steps: np.ndarray, step: float, where: str)
         )
         more = f" and {gaps.size - _MAX_LISTED} more" if gaps.size > _MAX_LISTED else ""
         out.append(
-            f"missing slices in {where}: {gaps.size} gap(s) along the slice normal: {listed}{more} "
-            f"(median step {step:.4g} mm); the volume uses the median step, so slices after a gap sit closer "
-            "than in the scanner; check the export is complete"
+            f"missing slices: {gaps.size} gap(s) along the slice normal: {listed}{more} (median step {step:.4g} mm)"
         )
     tol = max(UNEVEN_MM, UNEVEN_FRACTION * step)
     uneven = np.flatnonzero((np.abs(steps - step) > tol) & (steps < GAP_FACTOR * step))
@@ -339,11 +348,9 @@ def _spacing_warnings(d: np.ndarray, steps: np.ndarray, step: float, where: str)
             f"{steps[i]:.4g} mm between {d[i]:.2f} and {d[i + 1]:.2f}" for i in uneven[:_MAX_LISTED]
         )
         more = f" and {uneven.size - _MAX_LISTED} more" if uneven.size > _MAX_LISTED else ""
-        deviation = float(np.max(np.abs(d - (d[0] + step * np.arange(len(d))))))
         out.append(
-            f"uneven slice spacing in {where}: {uneven.size} step(s) differ from the median {step:.4g} mm by more "
-            f"than {tol:.3g} mm: {listed}{more}; the volume uses the median step, so slices are up to "
-            f"{deviation:.3g} mm from their recorded position (resample if that matters)"
+            f"uneven slice spacing: {uneven.size} step(s) differ from the median {step:.4g} mm by more than "
+            f"{tol:.3g} mm: {listed}{more}"
         )
     return out
 

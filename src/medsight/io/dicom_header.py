@@ -35,7 +35,8 @@ HEADER_TAGS: tuple[str, ...] = (
     "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing",
     "NominalScannedPixelSpacing", "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns", "NumberOfFrames",
     "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "BitsAllocated", "BitsStored",
-    "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType",
+    "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType", "SOPInstanceUID", "ImageType",
+    "FrameOfReferenceUID",
 )  # fmt: skip
 # pydicom matches tag numbers faster than keywords
 _HEADER_TAG_NUMBERS: tuple[int, ...] = tuple(int(tag_for_keyword(k) or 0) for k in HEADER_TAGS)
@@ -60,6 +61,9 @@ _PARSE_ERRORS = (
 NATIVE_LITTLE_ENDIAN = (str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian))
 
 _PREAMBLE_BYTES = 132  # 128-byte preamble + b"DICM"
+
+#: Media Storage Directory Storage: the SOP class of a DICOMDIR (and of some vendors' per-folder index files).
+DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 
 def has_dicm_preamble(path: Path) -> bool:
@@ -306,6 +310,9 @@ class FileHeader:
         rescale_type: RescaleType (``"HU"``...) or ``""``.
         instance: InstanceNumber, or ``None``.
         planar: PlanarConfiguration (0: RGBRGB..., 1: RR..GG..BB..).
+        sop_instance: SOPInstanceUID (``""`` when absent).
+        image_type: ImageType values, upper case (``("ORIGINAL", "PRIMARY", "LOCALIZER")``).
+        frame_of_reference: FrameOfReferenceUID (``""`` when absent).
         pixel_offset: byte offset of the PixelData element when the file is native little endian (so the pixels
             can be read without parsing the header again), else ``None``.
     """
@@ -336,6 +343,9 @@ class FileHeader:
     rescale_type: str
     instance: int | None
     planar: int = 0
+    sop_instance: str = ""
+    image_type: tuple[str, ...] = ()
+    frame_of_reference: str = ""
     pixel_offset: int | None = None
 
     @property
@@ -384,6 +394,39 @@ def header_from_dataset(ds: Dataset, path: Path) -> FileHeader:
         rescale_type=get_str(ds, "RescaleType"),
         instance=get_int(ds, "InstanceNumber"),
         planar=get_int(ds, "PlanarConfiguration") or 0,
+        sop_instance=get_str(ds, "SOPInstanceUID"),
+        image_type=_image_type(ds),
+        frame_of_reference=get_str(ds, "FrameOfReferenceUID"),
+    )
+
+
+def _image_type(ds: Dataset) -> tuple[str, ...]:
+    value = get_value(ds, "ImageType")
+    if value is None:
+        return ()
+    values = value if isinstance(value, list | tuple | MultiValue) else [value]
+    return tuple(str(v).strip().upper() for v in values)
+
+
+def media_sop_class(ds: Dataset) -> str:
+    """MediaStorageSOPClassUID of the file meta information, or ``""``."""
+    meta = getattr(ds, "file_meta", None)
+    return str(meta.get("MediaStorageSOPClassUID", "") or "").strip() if meta is not None else ""
+
+
+def is_index_dataset(ds: Dataset) -> bool:
+    """Whether a parsed file is a directory/index object rather than an instance of a series.
+
+    True for a DICOMDIR (Media Storage Directory SOP class, or a DirectoryRecordSequence) and for vendor index
+    files such as Philips' ``DIRFILE``: DICOM-encoded files that carry neither a SOP class (in the data set or
+    the file meta information), nor a SeriesInstanceUID, nor an image size.
+    """
+    if media_sop_class(ds) == DIRECTORY_SOP_CLASS or get_str(ds, "SOPClassUID") == DIRECTORY_SOP_CLASS:
+        return True
+    if "DirectoryRecordSequence" in ds:
+        return True
+    return not (
+        media_sop_class(ds) or get_str(ds, "SOPClassUID") or get_str(ds, "SeriesInstanceUID") or get_value(ds, "Rows")
     )
 
 
@@ -392,11 +435,30 @@ def read_header(path: Path) -> FileHeader:
 
     Raises:
         MedsightError: the file cannot be parsed, or its header stops before any identifying element
-            (a truncated copy).
+            (a truncated copy), or it is a directory/index file (see :func:`scan_header`).
+    """
+    header = scan_header(path)
+    if header is None:
+        raise user_error(
+            "a DICOM image or object file",
+            "a directory or index file (no SOP class, series or image size)",
+            path,
+            "point at the image files, or at the folder holding them",
+        )
+    return header
+
+
+def scan_header(path: Path) -> FileHeader | None:
+    """Like :func:`read_header`, but ``None`` for a directory or vendor index file (:func:`is_index_dataset`).
+
+    A file whose file meta information names an instance SOP class but whose header stops before SOPClassUID,
+    SeriesInstanceUID and Rows is a truncated copy, and still an error.
     """
     with open(path, "rb") as fh:
         ds = read_dataset(path, stop_before_pixels=True, specific_tags=_HEADER_TAG_NUMBERS, fileobj=fh)
         stopped_at = fh.tell()  # pydicom rewinds to the start of the pixel data element
+    if is_index_dataset(ds):
+        return None
     header = header_from_dataset(ds, path)
     if header.transfer_syntax in NATIVE_LITTLE_ENDIAN:
         header = dataclasses.replace(header, pixel_offset=stopped_at)

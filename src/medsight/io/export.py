@@ -28,8 +28,9 @@ from medsight.core.display import resolve_window
 from medsight.core.image import Image
 from medsight.errors import require_exists, user_error
 from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, strip_suffix, write_image
-from medsight.io.dicom import list_series
+from medsight.io.dicom_files import is_dicomdir
 from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
+from medsight.io.dicom_study import choose_series, list_study
 
 #: Suffixes written as one 8-bit image per slice when the input is a volume.
 RASTER_OUTPUTS = (".png", ".tif", ".tiff", ".bmp")
@@ -340,9 +341,11 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
     """Facts about an image file, a DICOM file or folder, or an NPZ archive (for ``medsight info``).
 
     Returns:
-        ``{"kind": "npz", ...describe_npz}`` for archives; otherwise ``{"kind": "image", "series": [...] (DICOM
-        folders), "image": {...} or None}``. ``image`` is ``Image.describe()`` plus ``description``, ``extra``
-        (reader facts) and ``warnings``; it is ``None`` when a folder holds several series and none was chosen.
+        ``{"kind": "npz", ...describe_npz}`` for archives; otherwise ``{"kind": "image", "series": [...],
+        "objects": [...], "skipped": {...}, "missing": [...] (DICOM folders and DICOMDIRs, see
+        :meth:`medsight.io.dicom_study.StudyListing.to_dict`), "image": {...} or None}``. ``image`` is
+        ``Image.describe()`` plus ``description``, ``extra`` (reader facts) and ``warnings``; it is ``None`` when
+        a folder holds several candidate series (or only non-image objects) and none was chosen.
     """
     p = require_exists(path)
     fmt = detect_format(p)
@@ -350,13 +353,13 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
     if fmt == "npz":
         return {"kind": "npz", **describe_npz(p)}
     out: dict[str, Any] = {"kind": "image"}
-    if fmt == "dicom" and p.is_dir():
-
-        series = list_series(p)
-        out["series"] = [dataclasses.asdict(s) for s in series]
-        if series_uid is None and sum(s.num_frames > 0 for s in series) > 1:
-            out["image"] = None
+    if fmt == "dicom" and (p.is_dir() or is_dicomdir(p)):
+        listing = list_study(p)
+        out.update({k: v for k, v in listing.to_dict().items() if k != "path"})
+        if series_uid is None and len([s for s in listing.series if s.kind == "image"] or listing.series) != 1:
+            out["image"] = None  # several candidates (or only objects): list them, describe none
             return out
+        series_uid = choose_series(listing, series_uid, p).series_uid
     image = read_any(p, series_uid=series_uid, strict=False)  # describe irregular files, do not refuse them
     facts = image.describe()
     extra = dict(image.source.extra)
