@@ -10,14 +10,14 @@ from typing import Any
 from medsight.cli.common import parse_duration, parse_folds
 from medsight.errors import MedsightError
 
-TASK_CHOICES = ("auto", "segmentation", "classification", "multitask", "registration", "synthesis")
+TASK_HELP = "a task of medsight.tasks.TASKS: segmentation, classification, multitask, registration, synthesis"
 CLASSIFIERS = ("resnet18", "resnet50", "densenet121", "smallcnn", "cnnlstm", "vit")
 
 # Options that only some tasks take; each task lists the ones it accepts (medsight.tasks.task.Task).
 PLAN_OPTIONS = ("model", "tabular", "base_filters", "voxel_budget", "label_from_name", "loss_weighting", "heatmap", "max_size")
 TRAIN_OPTIONS = (*(o for o in PLAN_OPTIONS if o != "voxel_budget"), "init_from", "freeze_encoder", "target_sensitivity",
                  "synthetic")
-PREDICT_OPTIONS = ("save_probabilities", "dicom_seg", "split")
+PREDICT_OPTIONS = ("save_probabilities", "dicom_seg", "rtstruct", "split")
 
 
 def add_task_options(parser: argparse.ArgumentParser, *, train: bool) -> None:
@@ -48,14 +48,14 @@ def add_task_options(parser: argparse.ArgumentParser, *, train: bool) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="fingerprint a dataset and write an editable plans.json")
     p.add_argument("dataset", help="dataset folder, dataset.json, CSV or NPZ")
-    p.add_argument("--task", default="auto", choices=TASK_CHOICES, help="task (default: the dataset's)")
+    p.add_argument("--task", default="auto", help=f"{TASK_HELP} (default: the dataset's)")
     p.add_argument("--out", help="run folder or .json path (default runs/<dataset name>)")
     add_task_options(p, train=False)
     p.set_defaults(func=cmd_plan)
 
     t = sub.add_parser("train", help="train a self-configuring model (segmentation, classification, multitask, ...)")
     t.add_argument("dataset", help="dataset folder, dataset.json, CSV or NPZ")
-    t.add_argument("--task", default="auto", choices=TASK_CHOICES, help="task (default: the dataset's: label maps -> "
+    t.add_argument("--task", default="auto", help=f"{TASK_HELP} (default: the dataset's: label maps -> "
                    "segmentation, class labels -> classification)")
     t.add_argument("--fold", default="0", help="fold 0..4, a list (0,1), 'cv' for all five, or 'all' (train on every case)")
     t.add_argument("--out", help="run folder (default runs/<dataset name>)")
@@ -92,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several")
     q.add_argument("--save-probabilities", action="store_true", help="also write <case>_probabilities.npz")
     q.add_argument("--dicom-seg", action="store_true", help="DICOM series input: also write <case>_seg.dcm (DICOM-SEG)")
+    q.add_argument("--rtstruct", action="store_true",
+                   help="DICOM series input: also write <case>_rtstruct.dcm (RT Structure Set: contours)")
     q.add_argument("--split", help="classification of a MedMNIST .npz: which split (default test)")
     d = q.add_argument_group("deployment (RUN_DIR may also be a 'medsight export' folder)")
     d.add_argument("--engine", default="torch", choices=["torch", "onnx"],
@@ -195,7 +197,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              device=args.device, tta=not args.no_tta, series_uid=args.series, engine=args.engine,
                              strict=args.strict, progress=case_bar("predict", args.quiet))
     recorded = {"tta": not args.no_tta, "device": args.device, "strict": args.strict, "split": args.split,
-                "save_probabilities": args.save_probabilities, "dicom_seg": args.dicom_seg, "series_given": bool(args.series)}
+                "save_probabilities": args.save_probabilities, "dicom_seg": args.dicom_seg,
+                "rtstruct": args.rtstruct, "series_given": bool(args.series)}
     with audited_prediction(args.run_dir, args.input, args.output, folds=folds, engine=args.engine, verify=args.verify,
                             parameters=recorded, log_path=args.audit_log) as written:
         written += task.predict(request, options)

@@ -100,6 +100,17 @@ def run_task(run: str | Path) -> str:
     return plan_task(read_plan_json(run))
 
 
+def run_dataset_json(run: str | Path) -> Path | None:
+    """The ``dataset.json`` of the dataset a run was trained on (recorded in ``RUN/config.json`` by training), if
+    there is one."""
+    config = Path(run) / "config.json"
+    if not config.is_file():
+        return None
+    recorded = Path(str(json.loads(config.read_text(encoding="utf-8")).get("dataset", "")))
+    found = recorded if recorded.suffix == ".json" else recorded / "dataset.json"
+    return found if found.is_file() else None
+
+
 def fold_temperatures(run: str | Path) -> dict[str, float]:
     """Fold name -> the temperature fitted on that fold's validation data (``fold_<k>/calibration.json``)."""
     out: dict[str, float] = {}

@@ -32,11 +32,12 @@ from medsight.engine import distributed
 from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
 from medsight.engine.parallel import train_folds_in_parallel as parallel_folds
-from medsight.engine.run import fold_dir
+from medsight.engine.run import fold_dir, run_dataset_json
 from medsight.errors import user_error
 from medsight.io import full_suffix, read_image, strip_suffix, write_image
 from medsight.io.cases import input_cases, output_suffix, write_probabilities
-from medsight.io.dicom_seg import require_series_input, write_prediction_seg
+from medsight.io.dicom_seg import dataset_colours, require_series_input, write_dicom_seg
+from medsight.io.rtstruct import require_rtstruct_input, write_rtstruct
 from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
 from medsight.report.card import write_model_card
 from medsight.report.segmentation import write_segmentation_report
@@ -269,12 +270,13 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
 def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, tta: bool = True, folds: list[int] | None = None,
             device: str | None = None, save_probabilities: bool = False, series_uid: str | None = None,
             progress: Callable[[int, int], None] | None = None, dicom_seg: bool = False, engine: str = "torch",
-            strict: bool = False) -> list[Path]:
+            strict: bool = False, rtstruct: bool = False) -> list[Path]:
     """Segment a file, a folder of images or a DICOM series with the run's folds; returns the written files.
 
     Label maps are written in the input's geometry and format (NIfTI in -> NIfTI out, PNG in -> PNG out, DICOM ->
     NIfTI). Binary raster predictions are written as 0/255 so they are visible; others as label values.
     ``dicom_seg``: for a DICOM series input, also write ``<case>_seg.dcm`` (DICOM-SEG, :mod:`medsight.io.dicom_seg`).
+    ``rtstruct``: also write ``<case>_rtstruct.dcm`` (RT Structure Set, :mod:`medsight.io.rtstruct`).
     ``run_dir`` may also be an export (``medsight export``); ``engine`` ``torch`` or ``onnx`` (onnxruntime) runs the
     same preprocessing, sliding window, TTA and postprocessing. Each input is checked against the training fingerprint
     first (:func:`medsight.data.sanity.check_input`: a warning, or a refusal with ``strict``).
@@ -300,6 +302,8 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
         check_input(image, plan, where=files[0], strict=strict)
         if dicom_seg:
             require_series_input(image, files[0])
+        if rtstruct:
+            require_rtstruct_input(image, files[0])
         labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)
         suffix = output_suffix(files, image.source.format)
         target = out if single_file_out else out / f"{cid}{suffix}"
@@ -307,9 +311,16 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
             labels = labels.with_array((labels.array > 0).astype(np.uint8) * 255)
         write_image(labels, target)
         written.append(target)
+        if dicom_seg or rtstruct:
+            colours = dataset_colours(run_dataset_json(run_dir), plan.labels)
+            stem = target.parent / strip_suffix(target)
+            uid = image.source.series_uid or None
         if dicom_seg:
-            written.append(write_prediction_seg(labels, files[0], target, run_dir=run_dir, label_names=plan.labels,
-                                                series_uid=image.source.series_uid))
+            written.append(write_dicom_seg(labels, files[0], f"{stem}_seg.dcm", label_names=plan.labels, colours=colours,
+                                           series_uid=uid))
+        if rtstruct:
+            written.append(write_rtstruct(labels, files[0], f"{stem}_rtstruct.dcm", label_names=plan.labels,
+                                          colours=colours, series_uid=uid))
         if probs is not None:
             write_probabilities(target.parent / f"{cid}_probabilities.npz", probs)
         if progress:
