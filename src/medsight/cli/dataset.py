@@ -2,6 +2,8 @@
 
 * ``medsight dataset check DATASET [--json] [--quiet]``: exit 0 when no errors, 1 when the dataset has errors.
 * ``medsight dataset init DIR [--out FILE] [--labels name=value,...] [--force]``.
+* ``medsight dataset import DICOM_ROOT OUT [--mapping FILE] [--keep-unmapped] [--modality M] [--name NAME]
+  [--force]``: a hospital DICOM export (studies, DICOMDIR or not, with SEG/RTSTRUCT) -> an nnU-Net v2 dataset.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ PROGRESS_MIN_CASES = 50
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``medsight dataset`` and its subcommands."""
     parser = subparsers.add_parser(
-        "dataset", help="check a dataset, or write a dataset.json for image/label folders",
-        description="Check a dataset file by file (check), or write an editable dataset.json for a folder of "
-                    "image/label pairs (init). DATASET may be a folder, a dataset.json, a .csv or a MedMNIST .npz.",
+        "dataset", help="check a dataset, write a dataset.json for image/label folders, or import a DICOM export",
+        description="Check a dataset file by file (check), write an editable dataset.json for a folder of "
+                    "image/label pairs (init), or turn a DICOM export with SEG/RTSTRUCT objects into an nnU-Net v2 "
+                    "dataset (import). DATASET may be a folder, a dataset.json, a .csv or a MedMNIST .npz.",
     )
     sub = parser.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda _args: _print_help(parser))
@@ -55,6 +58,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="label names and values, e.g. background=0,vessel=1 (default: inferred from the files)")
     init.add_argument("--force", action="store_true", help="overwrite an existing output file")
     init.set_defaults(func=run_init)
+
+    imp = sub.add_parser(
+        "import", help="turn a DICOM export (studies with SEG/RTSTRUCT) into an nnU-Net v2 dataset",
+        description="Walk a DICOM export (a folder tree of studies, with or without DICOMDIR), pair each image "
+                    "series with the SEG and RTSTRUCT objects that reference it, map the structure names to labels "
+                    "(built-in synonyms for head-and-neck organs at risk and common organs, or --mapping), and "
+                    "write OUT as an nnU-Net v2 dataset (dataset.json, imagesTr/, labelsTr/) with cases.csv "
+                    "(case -> study/series UIDs), absent_structures.json (structures a case lacks: unlabelled, "
+                    "not background), label_mapping.json (the table used, to edit) and import_report.csv (one row "
+                    "per object: paired or skipped, and why). OUT is written to a temporary folder and renamed "
+                    "when complete; an existing non-empty OUT is only replaced with --force, and only when it is a "
+                    "dataset (holds a dataset.json).",
+    )
+    imp.add_argument("root", type=Path, metavar="DICOM_ROOT", help="the export folder")
+    imp.add_argument("out", type=Path, metavar="OUT", help="the dataset folder to write")
+    imp.add_argument("--mapping", type=Path, default=None, metavar="FILE",
+                     help="structure name -> label table (JSON, or YAML with PyYAML); default: built-in synonyms, "
+                          "labels numbered in the order of the table; OUT/label_mapping.json is a starting point")
+    imp.add_argument("--keep-unmapped", action="store_true",
+                     help="add structures the table does not know as new labels (default: leave them out, reported)")
+    imp.add_argument("--modality", default=None,
+                     help="import image series of this modality only (default: the most common labelled one)")
+    imp.add_argument("--name", default=None, help="dataset name in dataset.json (default: OUT's folder name)")
+    imp.add_argument("--force", action="store_true",
+                     help="replace a previous dataset in OUT (a folder with dataset.json) once the new one is complete")
+    imp.set_defaults(func=run_import)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -164,4 +193,14 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["format_report", "register", "run_check", "run_init"]
+def run_import(args: argparse.Namespace) -> int:
+    """``medsight dataset import``: write the dataset and print the summary."""
+    from medsight.data.dicom_import import format_summary, import_dicom_dataset
+
+    result = import_dicom_dataset(args.root, args.out, mapping=args.mapping, keep_unmapped=args.keep_unmapped,
+                                  force=args.force, modality=args.modality, name=args.name)
+    print(format_summary(result))
+    return 0
+
+
+__all__ = ["format_report", "register", "run_check", "run_import", "run_init"]
