@@ -212,3 +212,13 @@ def test_series_option_needs_dicom_input(tmp_path: Path, capsys: pytest.CaptureF
     src = write_image(Image(np.zeros((1, 2, 3, 4), dtype=np.int16)), tmp_path / "v.nii.gz")
     code, _, err = run(capsys, "info", str(src), "--series", "1.2.3")
     assert_one_line_error(code, err, "--series only with DICOM input")
+
+
+def test_info_describes_an_rtstruct_instead_of_refusing_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """pydicom's own RTSTRUCT was refused as a non-image; info now names its ROIs and what it references."""
+    from pydicom.data import get_testdata_file
+
+    assert main(["info", get_testdata_file("rtstruct.dcm")]) == 0
+    out = capsys.readouterr().out
+    assert "dicom-rtstruct" in out and "patient, Isocenter 1, Isocenter 2" in out
+    assert "1.2.826.0.1.3680043.8.498.2010020400001.2.1.1" in out

@@ -109,6 +109,12 @@ def run_info(args: argparse.Namespace) -> int:
     if facts["kind"] == "npz":
         _print_npz(facts)
         return 0
+    if facts["kind"] == "rtstruct":
+        _aligned([("path", facts["path"]), ("format", "dicom-rtstruct"), ("ROIs", ", ".join(facts["rois"]) or "none"),
+                  ("referenced series", facts["referenced_series"] or "none"),
+                  ("frame of reference", facts["frame_of_reference"] or "none"),
+                  ("referenced images", str(facts["referenced_images"]))])
+        return 0
     series = facts.get("series") or []
     objects = facts.get("objects") or []
     if len(series) > 1 or objects or facts.get("skipped") or facts["image"] is None:

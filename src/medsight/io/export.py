@@ -30,6 +30,7 @@ from medsight.errors import require_exists, user_error
 from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, strip_suffix, write_image
 from medsight.io.dicom_files import is_dicomdir
 from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
+from medsight.io.rtstruct import is_rtstruct, rtstruct_info
 from medsight.io.dicom_study import choose_series, list_study
 
 #: Suffixes written as one 8-bit image per slice when the input is a volume.
@@ -341,7 +342,9 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
     """Facts about an image file, a DICOM file or folder, or an NPZ archive (for ``medsight info``).
 
     Returns:
-        ``{"kind": "npz", ...describe_npz}`` for archives; otherwise ``{"kind": "image", "series": [...],
+        ``{"kind": "npz", ...describe_npz}`` for archives; ``{"kind": "rtstruct", "rois", "referenced_series",
+        "frame_of_reference", "referenced_images"}`` for an RTSTRUCT (its contours need the image series: see
+        :func:`medsight.io.rtstruct.read_rtstruct`); otherwise ``{"kind": "image", "series": [...],
         "objects": [...], "skipped": {...}, "missing": [...] (DICOM folders and DICOMDIRs, see
         :meth:`medsight.io.dicom_study.StudyListing.to_dict`), "image": {...} or None}``. ``image`` is
         ``Image.describe()`` plus ``description``, ``extra`` (reader facts) and ``warnings``; it is ``None`` when
@@ -352,6 +355,11 @@ def describe_path(path: str | Path, *, series_uid: str | None = None) -> dict[st
     _check_series_option(p, fmt, series_uid)
     if fmt == "npz":
         return {"kind": "npz", **describe_npz(p)}
+    if p.is_file() and is_rtstruct(p):
+        info = rtstruct_info(p)
+        return {"kind": "rtstruct", "path": str(p), "rois": info.roi_names,
+                "referenced_series": info.referenced_series_uid, "frame_of_reference": info.frame_of_reference_uid,
+                "referenced_images": len(info.referenced_sop_uids)}
     out: dict[str, Any] = {"kind": "image"}
     if fmt == "dicom" and (p.is_dir() or is_dicomdir(p)):
         listing = list_study(p)
