@@ -30,8 +30,8 @@ from medsight.errors import require_exists, user_error
 from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, strip_suffix, write_image
 from medsight.io.dicom_files import is_dicomdir
 from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
-from medsight.io.rtstruct import is_rtstruct, rtstruct_info
 from medsight.io.dicom_study import choose_series, list_study
+from medsight.io.rtstruct import is_rtstruct, rtstruct_info
 
 #: Suffixes written as one 8-bit image per slice when the input is a volume.
 RASTER_OUTPUTS = (".png", ".tif", ".tiff", ".bmp")
