@@ -9,7 +9,10 @@ grid.
 How contours become voxels (the rules treatment planning systems follow):
 
 * Each contour point (mm, LPS) is mapped into the series' index space through the image's affine (so oblique
-  series work), and each contour is put on its nearest slice. A contour more than a tenth of a slice step off
+  series work), and each contour is put on its nearest slice. For a series that reading reconstructs (gantry
+  tilt, uneven spacing, a missing slice), the slices are the *recorded* ones (each in its own recorded plane),
+  and the label map drawn there is then taken onto the regular grid of ``read_image(series)`` by
+  :func:`medsight.io.dicom.to_regular_grid` (nearest neighbour). A contour more than a tenth of a slice step off
   the slice plane (drawn on another slice spacing) is still put on the nearest slice, with one warning; a
   contour farther than half a slice step from every slice, or not in one slice plane, is refused.
 * A pixel belongs to a contour when its centre lies inside the polygon (``skimage.draw.polygon``). Contours of
@@ -39,6 +42,7 @@ from pydicom.dataset import Dataset
 
 from medsight.core.image import Image, SourceInfo
 from medsight.errors import did_you_mean, require_exists, user_error
+from medsight.io.dicom import to_regular_grid
 from medsight.io.dicom_header import has_dicm_preamble, is_raw_dicom, read_dataset
 from medsight.io.rtstruct_series import RTSTRUCT_SOP_CLASS_UID, SeriesSlices, load_series_slices, sop_class_of
 
@@ -220,14 +224,13 @@ def _check_references(ds: Dataset, selected: Sequence[_Roi], ref: SeriesSlices, 
                        ref.frame_of_reference_uid)
 
 
-def _to_index(contour: Dataset, inverse: np.ndarray, path: Path, roi: str) -> np.ndarray:
-    """``(N, 3)`` contour points in array index space ``(k, row, col)``."""
+def _points(contour: Dataset, path: Path, roi: str) -> np.ndarray:
+    """``(N, 3)`` contour points (mm, LPS)."""
     try:
-        points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
+        return np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
     except (AttributeError, ValueError) as exc:
         raise user_error("ContourData with x, y, z per point", "a malformed contour", path,
                          f"re-export ROI {roi!r}") from exc
-    return (inverse[:3, :3] @ points.T).T + inverse[:3, 3]
 
 
 def read_rtstruct(path: str | Path, series: str | Path | None, *,
@@ -259,14 +262,13 @@ def read_rtstruct(path: str | Path, series: str | Path | None, *,
     chosen = _select(rois, roi_values, p)
     ref = load_series_slices(series, info.referenced_series_uid or None, wanted_by=p)
     _check_references(ds, [r for r, _ in chosen], ref, p)
-    shape = ref.image.shape
+    shape = ref.slice_shape
     top = max((v for _, v in chosen), default=0)
     labels = np.zeros(shape, dtype=np.uint8 if top < 256 else np.uint16)
-    inverse = np.linalg.inv(ref.image.affine)
     notes = _Notes()
     painted: dict[int, str] = {}
     for roi, value in chosen:
-        mask = _rasterise(roi, inverse, shape, p, notes)
+        mask = _rasterise(roi, ref, p, notes)
         under = labels[mask]
         for other, count in zip(*np.unique(under[under != 0], return_counts=True)):
             notes.overlaps.append(f"{roi.name!r} over {painted[int(other)]!r} ({int(count)} voxels)")
@@ -279,7 +281,8 @@ def read_rtstruct(path: str | Path, series: str | Path | None, *,
                         description=str(ds.get("StructureSetLabel", "")),
                         extra={"rois": ", ".join(f"{n}={v}" for n, v in mapping.items()),
                                "referenced_series": ref.series_uid})
-    return ref.image.with_array(labels[None], source=source), mapping
+    array = labels[None] if ref.grid is None else to_regular_grid(ref.grid.recorded.image(labels[None]), ref.grid).array
+    return ref.image.with_array(array, source=source), mapping
 
 
 @dataclass
@@ -308,13 +311,14 @@ class _Notes:
                            "; ".join(self.overlaps))
 
 
-def _rasterise(roi: _Roi, inverse: np.ndarray, shape: tuple[int, ...], path: Path,
-               notes: _Notes) -> np.ndarray:
-    """The ROI's voxels: each slice the XOR of its closed contours' interiors (pixel centres inside)."""
+def _rasterise(roi: _Roi, ref: SeriesSlices, path: Path, notes: _Notes) -> np.ndarray:
+    """The ROI's voxels on :attr:`SeriesSlices.slice_shape` (the series grid, or the recorded slices of a
+    reconstructed series): each slice the XOR of its closed contours' interiors (pixel centres inside)."""
     from skimage.draw import polygon
 
+    shape = ref.slice_shape
     depth, rows, cols = shape
-    step = 1.0 / float(np.linalg.norm(inverse[0, :3]))  # mm per slice index
+    step = ref.slice_step  # mm per slice index
     mask = np.zeros(shape, dtype=bool)
     for contour in roi.contours:
         kind = str(contour.get("ContourGeometricType", "")).upper()
@@ -324,10 +328,11 @@ def _rasterise(roi: _Roi, inverse: np.ndarray, shape: tuple[int, ...], path: Pat
         if kind != "CLOSED_PLANAR":
             notes.open_contours += 1
             continue
-        idx = _to_index(contour, inverse, path, roi.name)
-        if len(idx) < 3:
+        points = _points(contour, path, roi.name)
+        if len(points) < 3:
             notes.degenerate += 1
             continue
+        idx = ref.to_index(points)
         k_mean = float(idx[:, 0].mean())
         k = int(round(k_mean))
         spread = float(idx[:, 0].max() - idx[:, 0].min())
@@ -339,8 +344,7 @@ def _rasterise(roi: _Roi, inverse: np.ndarray, shape: tuple[int, ...], path: Pat
         lo = (idx[:, 1:] < -0.5 - EDGE_TOLERANCE).any(axis=0)
         hi = idx[:, 1:] > np.array([rows, cols]) - 0.5 + EDGE_TOLERANCE
         if not 0 <= k < depth or lo.any() or hi.any():
-            centre = np.linalg.inv(inverse)[:3] @ np.array([*idx.mean(axis=0), 1.0])
-            around = ", ".join(f"{v:.1f}" for v in centre)
+            around = ", ".join(f"{v:.1f}" for v in points.mean(axis=0))
             raise user_error(f"contours inside the image ({depth} slices of {rows}x{cols})",
                              f"a contour of ROI {roi.name!r} around ({around}) mm", path,
                              "check that the RTSTRUCT belongs to this series, or crop the contour to the "

@@ -3,7 +3,10 @@
 An RTSTRUCT holds contours in patient coordinates (mm, LPS) of a frame of reference, and names the image
 instances they were drawn on. Reading and writing one both need the same facts about that series:
 :func:`load_series_slices` reads them once (the grid exactly as :func:`medsight.io.read_image` gives it, so
-label maps from an RTSTRUCT lie on the same voxels as the image) and :class:`SeriesSlices` holds them.
+label maps from an RTSTRUCT lie on the same voxels as the image) and :class:`SeriesSlices` holds them. For a
+series that reading reconstructs (gantry tilt, uneven spacing, a missing slice), contours lie on the *recorded*
+slices: :class:`SeriesSlices` then also holds the :class:`~medsight.io.dicom_regrid.SeriesGrid`, names the
+instances by recorded slice and maps pixels of a recorded slice to patient coordinates and back.
 
 Anonymised series often carry empty header values (SOP, study and series UIDs, character set): a writer reads
 the headers through :mod:`medsight.io.dicom_repair`, which repairs them in memory the same way for every
@@ -25,8 +28,9 @@ from pydicom.dataset import Dataset
 from medsight.core.image import Image
 from medsight.errors import MedsightError, require_exists, user_error
 from medsight.io import read_image
-from medsight.io.dicom import find_dicom_files, list_series
+from medsight.io.dicom import find_dicom_files, list_series, series_grid
 from medsight.io.dicom_header import read_dataset
+from medsight.io.dicom_regrid import SeriesGrid
 from medsight.io.dicom_repair import load_source_series
 
 #: SOP class of the RT Structure Set Storage objects.
@@ -59,6 +63,10 @@ class SeriesSlices:
         header: the first file's repaired header (no pixels), for the patient and study modules of a new
             object.
         multiframe: whether the series is one or more multi-frame files.
+        grid: the recorded slices and the regular grid of a series that reading reconstructs (gantry tilt,
+            uneven spacing, a missing slice: :mod:`medsight.io.dicom_regrid`), else ``None``. When set,
+            ``sop_uids`` and ``sop_classes`` go by recorded slice (``grid.positions``), not by array index of
+            ``image``: contours lie on the recorded slices.
     """
 
     image: Image
@@ -69,6 +77,54 @@ class SeriesSlices:
     instances: frozenset[str]
     header: Dataset
     multiframe: bool
+    grid: SeriesGrid | None = None
+
+    @property
+    def slice_shape(self) -> tuple[int, int, int]:
+        """Shape of a label map on the slices contours lie on: ``image``'s, or the recorded slices'."""
+        shape = self.grid.recorded.shape if self.grid is not None else self.image.shape
+        return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+    def to_patient(self, k: int, pixels: np.ndarray) -> np.ndarray:
+        """``(M, 3)`` LPS mm of ``(M, 2)`` (row, column) pixel coordinates on slice ``k`` of :attr:`slice_shape`."""
+        if self.grid is None:
+            index = np.column_stack([np.full(len(pixels), float(k)), pixels])
+            return index @ self.image.affine[:3, :3].T + self.image.affine[:3, 3]
+        direction = np.asarray(self.grid.recorded.direction)
+        steps = np.asarray(self.grid.pixel_spacing)[None] * pixels
+        return self.grid.positions[k][None] + steps[:, :1] * direction[:, 1] + steps[:, 1:] * direction[:, 2]
+
+    def to_index(self, points: np.ndarray) -> np.ndarray:
+        """``(M, 3)`` (slice, row, column) index coordinates of ``(M, 3)`` LPS mm points on :attr:`slice_shape`.
+
+        For recorded slices the slice coordinate is fractional between the recorded planes (linear in the
+        distance along the normal, extrapolated with the end steps), and row and column are taken on the plane
+        of the nearest one (a tilted series' slices are shifted in-plane).
+        """
+        if self.grid is None:
+            inverse = np.linalg.inv(self.image.affine)
+            return (inverse[:3, :3] @ points.T).T + inverse[:3, 3]
+        g = self.grid
+        direction = np.asarray(g.recorded.direction)
+        along = (points - g.positions[0][None]) @ direction[:, 0]
+        offsets = g.offsets
+        k = np.interp(along, offsets, np.arange(len(offsets), dtype=float))
+        if len(offsets) > 1:
+            first, last = offsets[1] - offsets[0], offsets[-1] - offsets[-2]
+            k = np.where(along < offsets[0], (along - offsets[0]) / first, k)
+            k = np.where(along > offsets[-1], len(offsets) - 1 + (along - offsets[-1]) / last, k)
+        nearest = int(np.clip(np.rint(k.mean()), 0, len(offsets) - 1)) if len(k) else 0
+        rel = points - g.positions[nearest][None]
+        rows = rel @ direction[:, 1] / g.pixel_spacing[0]
+        cols = rel @ direction[:, 2] / g.pixel_spacing[1]
+        return np.column_stack([k, rows, cols])
+
+    @property
+    def slice_step(self) -> float:
+        """mm per slice index of :attr:`slice_shape` (the median recorded step for recorded slices)."""
+        if self.grid is not None:
+            return float(self.grid.median_step)
+        return float(self.image.spacing[0])
 
 
 def _choose_series(folder: Path, series_uid: str | None, wanted_by: str | Path | None) -> str:
@@ -136,15 +192,18 @@ def load_series_slices(series: str | Path, series_uid: str | None = None, *,
         datasets = load_source_series(p, file_uid, level=logging.WARNING, purpose="the RTSTRUCT")
     else:
         datasets = _headers(p, file_uid)
+    planned = series_grid(p, series_uid=uid)
+    grid = planned if planned.reconstructed else None
     inverse = np.linalg.inv(image.affine)
-    depth = image.shape[0]
+    depth = grid.recorded.shape[0] if grid is not None else image.shape[0]
     sop_uids, sop_classes = [""] * depth, [""] * depth
     multiframe = False
     for ds in datasets:
         if int(ds.get("NumberOfFrames", 1) or 1) > 1 or "ImagePositionPatient" not in ds:
             multiframe = True
             continue
-        k = _slice_index(inverse, ds.ImagePositionPatient, depth)
+        k = _slice_index(inverse, ds.ImagePositionPatient, depth) if grid is None else \
+            _recorded_index(grid, ds.ImagePositionPatient)
         if k is not None:
             sop_uids[k], sop_classes[k] = str(ds.SOPInstanceUID), str(ds.SOPClassUID)
     first = datasets[0]
@@ -157,7 +216,7 @@ def load_series_slices(series: str | Path, series_uid: str | None = None, *,
                         frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "") or ""),
                         sop_uids=tuple(sop_uids), sop_classes=tuple(sop_classes),
                         instances=frozenset(str(ds.SOPInstanceUID) for ds in datasets), header=first,
-                        multiframe=multiframe)
+                        multiframe=multiframe, grid=grid)
 
 
 def _headers(path: Path, series_uid: str) -> list[Dataset]:
@@ -183,6 +242,13 @@ def _slice_index(inverse: np.ndarray, position: Sequence[float], depth: int) -> 
     idx = inverse @ np.array([*map(float, position), 1.0])
     k = int(round(idx[0]))
     return k if abs(idx[0] - k) <= 0.05 and 0 <= k < depth else None
+
+
+def _recorded_index(grid: SeriesGrid, position: Sequence[float]) -> int | None:
+    """The recorded slice at ``position`` (within 0.05 pixel; ``None`` when none is there)."""
+    distances = np.linalg.norm(grid.positions - np.asarray([float(v) for v in position])[None], axis=1)
+    k = int(np.argmin(distances))
+    return k if distances[k] <= 0.05 * min(grid.pixel_spacing) else None
 
 
 __all__ = ["RTSTRUCT_SOP_CLASS_UID", "SeriesSlices", "load_series_slices", "sop_class_of"]

@@ -21,6 +21,11 @@ voxel differs) for all four readers. Without the inset rt-utils reads 0.917-0.98
 reads 0.876-0.990 with the others (half the boundary pixels lie on the polygon edge). The inset shrinks areas
 by 0.05 pixel times the perimeter.
 
+A series that reading reconstructs (gantry tilt, uneven spacing, a missing slice:
+:mod:`medsight.io.dicom_regrid`) gets its contours on the *recorded* slices: the label map on the regular grid
+is sampled there (:func:`medsight.io.dicom.to_original_slices`, nearest neighbour) and each slice's contours lie
+in that slice's recorded plane (its ImagePositionPatient) and reference its instance.
+
 Source series with header defects (anonymised: empty SOP, study or series UIDs) are repaired in memory by
 :mod:`medsight.io.dicom_repair`, with one warning line, the same way as for the DICOM-SEG of the series.
 The object holds the patient and study of the source series (copied from its first file), one ROI per label
@@ -44,6 +49,7 @@ from medsight.core.atomic import atomic_path
 from medsight.core.display import label_colour
 from medsight.core.image import Image
 from medsight.errors import user_error
+from medsight.io.dicom import to_original_slices
 from medsight.io.rtstruct_series import RTSTRUCT_SOP_CLASS_UID, SeriesSlices, load_series_slices
 
 #: Douglas-Peucker tolerance (pixels) that drops points on straight runs of a contour and nothing else.
@@ -115,13 +121,11 @@ def _ds_values(points: np.ndarray) -> list[str]:
 
 
 def _contours(array: np.ndarray, value: int, ref: SeriesSlices, out: Path) -> list[Dataset]:
-    affine = ref.image.affine
     items: list[Dataset] = []
     for k in np.flatnonzero((array == value).any(axis=(1, 2))):
         sop_uid, sop_class = _slice_sop(ref, int(k), out)
         for contour in slice_contours(array[k] == value):
-            index = np.column_stack([np.full(len(contour), float(k)), contour])
-            points = index @ affine[:3, :3].T + affine[:3, 3]
+            points = ref.to_patient(int(k), contour)
             item = Dataset()
             item.ContourImageSequence = DicomSequence([_image_item(sop_class, sop_uid)])
             item.ContourGeometricType = "CLOSED_PLANAR"
@@ -133,12 +137,22 @@ def _contours(array: np.ndarray, value: int, ref: SeriesSlices, out: Path) -> li
 
 
 def _check_labels(labels: Image, ref: SeriesSlices, series: Path, out: Path) -> np.ndarray:
-    if labels.ndim != 3 or labels.num_channels != 1 or not labels.same_geometry(ref.image):
+    """The integer label map on the slices contours are drawn on (:attr:`SeriesSlices.slice_shape`): the
+    series grid, or for a reconstructed series the recorded slices, sampled from the regular grid by
+    :func:`medsight.io.dicom.to_original_slices` (a label map already on the recorded slices, as
+    ``read_dicom(grid="recorded")`` stacks them, is taken as it is)."""
+    single = labels.ndim == 3 and labels.num_channels == 1
+    on_grid = single and labels.same_geometry(ref.image)
+    on_recorded = single and ref.grid is not None and not on_grid and labels.same_geometry(
+        ref.grid.recorded.image(np.broadcast_to(np.zeros(1, np.uint8), (1, *ref.grid.recorded.shape))))
+    if not (on_grid or on_recorded):
         raise user_error(f"a (1, D, H, W) label map on the series grid {ref.image.shape}",
                          f"shape {(labels.num_channels, *labels.shape)}"
                          + (" and other spacing, origin or direction" if labels.shape == ref.image.shape
                             else ""),
                          series, "predict on this series (medsight predict keeps the input geometry)")
+    if ref.grid is not None and on_grid:
+        labels = to_original_slices(labels, ref.grid)
     array = np.asarray(labels.array[0])
     if array.dtype.kind == "f" and not np.all(np.equal(np.mod(array, 1), 0)):
         raise user_error("an integer label map", f"dtype {array.dtype} with fractions", out,

@@ -23,6 +23,12 @@ segment's value where it is present and 0 elsewhere (``extra["channels"]`` names
 3. frame by frame from each frame's PlanePositionSequence ImagePositionPatient, when highdicom cannot form a
    regular volume from the SEG's frames (a sparse SEG with gaps and no SpacingBetweenSlices).
 
+A series that reading reconstructs (gantry tilt, uneven spacing, a missing slice: :mod:`medsight.io.dicom_regrid`)
+is read through its *recorded* slices: methods 1 and 3 place the frames on the recorded slice whose instance or
+ImagePositionPatient they name, and the label map drawn there goes onto the regular grid of ``read_image(series)``
+with :func:`medsight.io.dicom.to_regular_grid` (nearest neighbour); method 2 (a SEG already on the regular grid)
+comes last.
+
 The series must share the SEG's FrameOfReferenceUID, and every SEG frame must lie on a slice of its grid (within
 :data:`PLANE_TOLERANCE` of a voxel); otherwise one line says why. **Without the series** the SEG's own frame
 geometry is used (highdicom's volume of its frames, slices ordered along the normal as medsight reads series), and
@@ -42,9 +48,10 @@ from pydicom.dataset import Dataset
 from medsight.core.image import Image, SourceInfo
 from medsight.errors import MedsightError, require_exists, user_error
 from medsight.io import read_image
-from medsight.io.dicom import list_series
+from medsight.io.dicom import list_series, series_grid, to_regular_grid
 from medsight.io.dicom_geometry import multiframe_frames
 from medsight.io.dicom_header import header_from_dataset, read_dataset
+from medsight.io.dicom_regrid import SeriesGrid
 from medsight.io.dicom_repair import load_source_series
 
 logger = logging.getLogger(__name__)
@@ -207,14 +214,16 @@ def _combine(getter: Getter, segments: Sequence[Segment], shape: tuple[int, ...]
 
 
 # ---------------------------------------------------------------------------------------------- grids
-def frame_slices(reference: Image, datasets: Sequence[Dataset]) -> list[tuple[int, int]]:
+def frame_slices(reference: Image | SeriesGrid, datasets: Sequence[Dataset]) -> list[tuple[int, int]]:
     """``(dataset number, slice index)`` of every frame of the source ``datasets`` on ``reference``'s grid, from
     its ImagePositionPatient (a DICOM-SEG frame per source frame references it).
+
+    ``reference`` is the image grid (``read_image(series)``), or the :class:`SeriesGrid` of a series that reading
+    reconstructs: the index is then that of the recorded slice (``SeriesGrid.positions``) the frame lies on.
 
     Raises:
         MedsightError: a frame without position, or off the grid (by more than :data:`PLANE_TOLERANCE` voxel).
     """
-    inverse = np.linalg.inv(reference.affine)
     out = []
     for n, ds in enumerate(datasets):
         path = Path(str(getattr(ds, "filename", "") or "source"))
@@ -226,14 +235,33 @@ def frame_slices(reference: Image, datasets: Sequence[Dataset]) -> list[tuple[in
             if position is None:
                 raise user_error("an ImagePositionPatient (0020,0032) per source frame", "none", path,
                                  "DICOM-SEG export needs the slice positions of the series")
-            idx = inverse @ np.array([*position, 1.0])
-            k = int(round(idx[0]))
-            if np.abs(idx[:3] - np.round(idx[:3])).max() > PLANE_TOLERANCE or np.abs(np.round(idx[1:3])).max() \
-                    or not 0 <= k < reference.shape[0]:
+            k = slice_of(reference, position)
+            if k is None:
                 raise user_error("a slice of the label map's grid", f"position {list(position)}", path,
                                  "write the labels on the series' own grid (medsight predict does)")
             out.append((n, k))
     return out
+
+
+def slice_of(reference: Image | SeriesGrid, position: Sequence[float]) -> int | None:
+    """The slice of ``reference`` whose first pixel is at ``position`` (within :data:`PLANE_TOLERANCE` voxel), or
+    ``None``: a slice of the image grid, or a recorded slice of a :class:`SeriesGrid`."""
+    if isinstance(reference, SeriesGrid):
+        distances = np.linalg.norm(reference.positions - np.asarray(position, dtype=float)[None], axis=1)
+        k = int(np.argmin(distances))
+        return k if distances[k] <= PLANE_TOLERANCE * min(reference.pixel_spacing) else None
+    idx = np.linalg.inv(reference.affine) @ np.array([*position, 1.0])
+    k = int(round(idx[0]))
+    if np.abs(idx[:3] - np.round(idx[:3])).max() > PLANE_TOLERANCE or np.abs(np.round(idx[1:3])).max() \
+            or not 0 <= k < reference.shape[0]:
+        return None
+    return k
+
+
+def _shape(reference: Image | SeriesGrid) -> tuple[int, int, int]:
+    """The label map shape of ``reference``: the image grid, or a :class:`SeriesGrid`'s recorded slices."""
+    shape = reference.recorded.shape if isinstance(reference, SeriesGrid) else reference.shape
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def _own_grid(seg, p: Path) -> tuple[Image, Getter]:  # type: ignore[no-untyped-def]
@@ -271,13 +299,20 @@ def _series_grid(seg, p: Path, series: Path, series_uid: str | None,  # type: ig
     if own_for and series_for and own_for != series_for:
         raise user_error(f"a series in the SEG's frame of reference {own_for}", f"frame of reference {series_for}",
                          series, "pass the series the SEG was drawn on (medsight info SEG names it)")
+    grid = series_grid(series, series_uid=uid)
+    attempts: list[tuple[Placement, Image | SeriesGrid]] = [
+        (_by_source_instance, reference), (_by_volume, reference), (_by_plane_positions, reference)]
+    if grid.reconstructed:  # frames drawn on the recorded slices first, then onto the reconstructed grid
+        attempts = [(_by_source_instance, grid), (_by_plane_positions, grid), (_by_volume, reference)]
     reasons = []
-    for method in (_by_source_instance, _by_volume, _by_plane_positions):
+    for method, target in attempts:
         try:
-            return reference, method(seg, reference, datasets)
+            getter = method(seg, target, datasets)
         except _Refused as exc:
             logger.debug("%s: %s", p, exc)
             reasons.append(str(exc))
+            continue
+        return reference, (_onto_regular(getter, grid) if isinstance(target, SeriesGrid) else getter)
     raise user_error("SEG frames on the grid of the series", "; ".join(reasons[1:]), p,
                      "pass the series the SEG was drawn on (medsight info SEG names it)")
 
@@ -302,7 +337,25 @@ class _Refused(Exception):
     """A placement method does not apply to this SEG and series (the next one is tried)."""
 
 
-def _by_source_instance(seg, reference: Image, datasets: Sequence) -> Getter:  # type: ignore[no-untyped-def]
+#: ``method(seg, target, datasets) -> getter`` placing the SEG's frames on ``target`` (or raising ``_Refused``).
+Placement = Callable[..., Getter]
+
+
+def _onto_regular(getter: Getter, grid: SeriesGrid) -> Getter:
+    """A getter of masks on the recorded slices turned into one on the regular grid the series is read onto
+    (:func:`medsight.io.dicom.to_regular_grid`: nearest neighbour, as for any label map of the series)."""
+
+    def regular(numbers: Sequence[int]) -> np.ndarray:
+        masks = getter(numbers)
+        planes = [to_regular_grid(grid.recorded.image(masks[None, ..., j]), grid).array[0]
+                  for j in range(masks.shape[-1])]
+        return np.stack(planes, axis=-1) if planes else np.zeros((*grid.regular.shape, 0), masks.dtype)
+
+    return regular
+
+
+def _by_source_instance(seg, reference: Image | SeriesGrid,  # type: ignore[no-untyped-def]
+                        datasets: Sequence) -> Getter:
     if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets):
         raise _Refused("the series is multi-frame")
     uids = [str(ds.SOPInstanceUID) for ds in datasets]
@@ -316,7 +369,7 @@ def _by_source_instance(seg, reference: Image, datasets: Sequence) -> Getter:  #
     def getter(numbers: Sequence[int]) -> np.ndarray:
         planes = seg.get_pixels_by_source_instance(uids, segment_numbers=list(numbers), combine_segments=False,
                                                    assert_missing_frames_are_empty=True)
-        out = np.zeros((*reference.shape, len(numbers)), dtype=planes.dtype)
+        out = np.zeros((*_shape(reference), len(numbers)), dtype=planes.dtype)
         out[slices] = planes
         return out
 
@@ -353,26 +406,26 @@ def _by_volume(seg, reference: Image, datasets: Sequence) -> Getter:  # type: ig
     return getter
 
 
-def _by_plane_positions(seg, reference: Image, datasets: Sequence) -> Getter:  # type: ignore[no-untyped-def]
+def _by_plane_positions(seg, reference: Image | SeriesGrid,  # type: ignore[no-untyped-def]
+                        datasets: Sequence) -> Getter:
     """Each frame placed on the slice its ImagePositionPatient names (orientation and spacing must match)."""
     path = Path(str(seg.filename))
     ds = read_dataset(path, stop_before_pixels=True)  # pydicom's items (highdicom's refuse comparisons)
     frames = multiframe_frames(ds, header_from_dataset(ds, path))
-    inverse = np.linalg.inv(reference.affine)
-    row, col = reference.direction[:, 2], reference.direction[:, 1]
-    if (int(seg.Rows), int(seg.Columns)) != reference.shape[1:]:
-        raise _Refused(f"frames of {seg.Rows}x{seg.Columns} on a series of {reference.shape[1]}x{reference.shape[2]}")
+    grid = reference.recorded if isinstance(reference, SeriesGrid) else reference
+    shape = _shape(reference)
+    row, col = np.asarray(grid.direction)[:, 2], np.asarray(grid.direction)[:, 1]
+    if (int(seg.Rows), int(seg.Columns)) != shape[1:]:
+        raise _Refused(f"frames of {seg.Rows}x{seg.Columns} on a series of {shape[1]}x{shape[2]}")
     slices = []
     for i, frame in enumerate(frames):
         if frame.position is None or frame.orientation is None:
             raise _Refused(f"frame {i + 1} has no plane position or orientation")
         if np.abs(np.array(frame.orientation) - np.concatenate([row, col])).max() > 1e-3 or (
-                frame.pixel_spacing and np.abs(np.array(frame.pixel_spacing) - reference.spacing[1:]).max() > 1e-3):
+                frame.pixel_spacing and np.abs(np.array(frame.pixel_spacing) - grid.spacing[1:]).max() > 1e-3):
             raise _Refused(f"frame {i + 1} has another orientation or pixel spacing than the series")
-        idx = inverse @ np.array([*frame.position, 1.0])
-        k = int(round(idx[0]))
-        if np.abs(idx[:3] - np.round(idx[:3])).max() > PLANE_TOLERANCE or np.abs(np.round(idx[1:3])).max() \
-                or not 0 <= k < reference.shape[0]:
+        k = slice_of(reference, frame.position)
+        if k is None:
             raise _Refused(f"frame {i + 1} at {[round(v, 3) for v in frame.position]} is not on a slice of the "
                            "series grid")
         slices.append(k)
@@ -392,7 +445,7 @@ def _by_plane_positions(seg, reference: Image, datasets: Sequence) -> Getter:  #
         numbers_of[i] = int(found[0][0].ReferencedSegmentNumber)
 
     def getter(numbers: Sequence[int]) -> np.ndarray:
-        out = np.zeros((*reference.shape, len(numbers)), dtype=np.float32)
+        out = np.zeros((*shape, len(numbers)), dtype=np.float32)
         for i, k in enumerate(slices):
             stored = seg.get_stored_frame(i + 1)
             if labelmap:
@@ -407,4 +460,4 @@ def _by_plane_positions(seg, reference: Image, datasets: Sequence) -> Getter:  #
 
 
 __all__ = ["LABELMAP_SEG_SOP_CLASS_UID", "OVERLAPS", "PLANE_TOLERANCE", "SEG_SOP_CLASS_UID", "SEG_SOP_CLASS_UIDS",
-           "Segment", "frame_slices", "is_dicom_seg", "read_dicom_seg", "segment_names"]
+           "Segment", "frame_slices", "is_dicom_seg", "read_dicom_seg", "segment_names", "slice_of"]

@@ -12,7 +12,11 @@ BINARY DICOM-SEG (SOP class 1.2.840.10008.5.1.4.1.1.66.4) referencing the series
   never resampled; a grid that does not coincide with the series' voxels is refused in one line;
 * the source headers are repaired first (:mod:`medsight.io.dicom_repair`: empty SOP UIDs, invalid
   SpecificCharacterSet, missing type 2 attributes; one warning line) so that anonymised series work;
-* empty frames are omitted (a sparse SEG, as dcmqi and highdicom read it).
+* empty frames are omitted (a sparse SEG, as dcmqi and highdicom read it);
+* a series that reading reconstructs (gantry tilt, uneven spacing, a missing slice: :mod:`medsight.io.dicom_regrid`)
+  gets its frames on the *recorded* slices: the label map on the regular grid is sampled there by
+  :func:`medsight.io.dicom.to_original_slices` (nearest neighbour), and each frame references its own instance at
+  that instance's ImagePositionPatient, so other tools see the SEG on the original slices.
 
 What the written files pass (tests/io/test_seg_interop.py): dciodvfy without errors, dcmqi's
 ``segimage2itkimage`` and highdicom read back the same voxels on the same grid.
@@ -34,6 +38,8 @@ from medsight.core.display import label_colour
 from medsight.core.image import Image
 from medsight.errors import MedsightError, require_exists, user_error
 from medsight.io import read_image
+from medsight.io.dicom import series_grid, to_original_slices
+from medsight.io.dicom_regrid import SeriesGrid
 from medsight.io.dicom_repair import load_source_series
 from medsight.io.seg_codes import segment_coding
 from medsight.io.seg_read import frame_slices
@@ -79,6 +85,21 @@ def place_on_grid(labels: Image, reference: Image, where: str | Path) -> np.ndar
         raise user_error("labels inside the series grid", f"{np.count_nonzero(array) - np.count_nonzero(placed)} "
                          "labelled voxels outside it", where, fix)
     return placed
+
+
+def _source_labels(labels: Image, reference: Image, grid: SeriesGrid, where: str | Path) -> np.ndarray:
+    """The label map on the slices the SEG frames reference: the series grid for a regular series; for one that
+    reading reconstructs (:mod:`medsight.io.dicom_regrid`), the recorded slices (array index ``k`` = recorded slice
+    ``k``), from a label map on the regular grid (``read_image``, what ``medsight predict`` gives) by
+    :func:`medsight.io.dicom.to_original_slices`, or from one already on the recorded slices (``grid="recorded"``).
+    """
+    if not grid.reconstructed:
+        return place_on_grid(labels, reference, where)
+    if not labels.same_geometry(reference) and labels.same_geometry(
+            grid.recorded.image(np.broadcast_to(np.zeros(1, np.uint8), (1, *grid.recorded.shape)))):
+        return np.asarray(labels.array[0])
+    on_grid = place_on_grid(labels, reference, where)
+    return np.asarray(to_original_slices(reference.with_array(on_grid[None]), grid).array[0])
 
 
 def _segment_descriptions(hd, values: Sequence[int], names: Mapping[int, str],  # type: ignore[no-untyped-def]
@@ -144,7 +165,8 @@ def write_dicom_seg(
         raise user_error(f"a (1, D, H, W) label map on the series grid {reference.shape}",
                          f"shape {(labels.num_channels, *labels.shape)}", series,
                          "predict on this series (medsight predict keeps the input geometry)")
-    array = place_on_grid(labels, reference, series)
+    grid = series_grid(series, series_uid=uid)
+    array = _source_labels(labels, reference, grid, series)
     if array.dtype.kind == "f" and not np.all(np.equal(np.mod(array, 1), 0)):
         raise user_error("an integer label map", f"dtype {array.dtype} with fractions", out, "write the argmax labels")
     if array.min(initial=0) < 0:
@@ -154,7 +176,7 @@ def write_dicom_seg(
     if not values:
         raise user_error("at least one foreground label", "none", out, "pass the label names (dataset.json)")
     datasets = load_source_series(series, reference.source.series_uid)
-    placement = frame_slices(reference, datasets)
+    placement = frame_slices(grid if grid.reconstructed else reference, datasets)
     lut = np.zeros(int(max(values)) + 1, dtype=np.uint16 if len(values) > 255 else np.uint8)
     lut[values] = np.arange(1, len(values) + 1)
     picked = array[[k for _, k in placement]]
