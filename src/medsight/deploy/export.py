@@ -27,6 +27,7 @@ from medsight.core.atomic import write_text
 from medsight.core.hashing import sha256_file, utc_timestamp
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.networks import FORMATS, OPSET, quantize_int8, signature, to_onnx, to_torchscript
+from medsight.engine.run import FOLD_PREFIX
 from medsight.engine.runtime import MANIFEST, fold_files, read_manifest
 from medsight.errors import did_you_mean, user_error
 from medsight.report.card import build_model_card, write_card
@@ -92,7 +93,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
             state = load_checkpoint(ckpt)
             first = first or state
             sig = signature(state)
-            rel = f"fold_{fold}/{_FILE[fmt]}"
+            rel = f"{FOLD_PREFIX}{fold}/{_FILE[fmt]}"
             target = tmp / rel
             target.parent.mkdir(parents=True)
             model = model_from_checkpoint(state)

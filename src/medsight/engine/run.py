@@ -43,6 +43,11 @@ def fold_dirs(run: str | Path) -> list[Path]:
     return sorted(p for p in Path(run).glob(f"{FOLD_PREFIX}*") if p.is_dir())
 
 
+def fold_paths(run: str | Path, relative: str) -> list[Path]:
+    """``RUN/fold_*/<relative>`` that exist, sorted (``relative`` may hold a glob pattern, e.g. ``validation/*``)."""
+    return sorted(p for p in Path(run).glob(f"{FOLD_PREFIX}*/{relative}") if p.exists())
+
+
 def checkpoints(run: str | Path, *, folds: Sequence[int | str] | None = None, fallback_last: bool = True,
                 what: str = "a trained fold") -> dict[str, Path]:
     """Fold name -> the weights file a prediction uses: ``checkpoint_best.pt`` (``checkpoint_last.pt`` for a fold that

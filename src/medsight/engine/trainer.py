@@ -29,6 +29,7 @@ from medsight.engine.checkpoint import load_checkpoint, save_checkpoint
 from medsight.engine.config import PRECISIONS, RunOptions, TrainingConfig
 from medsight.engine.curves import plot_curves
 from medsight.engine.distributed import broadcast as distributed_broadcast
+from medsight.engine.run import BEST, LAST
 from medsight.engine.schedule import lr_at
 from medsight.errors import MedsightError, user_error
 from medsight.models.registry import create_model
@@ -120,8 +121,8 @@ class Trainer:
         self.epochs = config.epochs or training.epochs
         self.iters = config.iterations_per_epoch or training.iterations_per_epoch
         self.stopped_early = False
-        if config.resume and (self.fold_dir / "checkpoint_last.pt").is_file():
-            self._resume(self.fold_dir / "checkpoint_last.pt")
+        if config.resume and (self.fold_dir / LAST).is_file():
+            self._resume(self.fold_dir / LAST)
 
     # ------------------------------------------------------------------------------------------ task hooks
     def build_model(self) -> torch.nn.Module:
@@ -271,12 +272,12 @@ class Trainer:
                 score = val.get(self.selection_metric, float("nan"))
                 if not math.isnan(score) and score > self.best:
                     self.best, self.best_epoch = score, self.epoch
-                    self.save("checkpoint_best.pt", resumable=False)
+                    self.save(BEST, resumable=False)
                 if patience and self.val_ids and self.epoch - self.best_epoch >= patience:
                     self.stopped_early = True
                     log.info("early stop at epoch %d: %s has not improved for %d epochs (best %.4f at epoch %d)",
                              self.epoch, self.selection_metric, patience, self.best, self.best_epoch)
-                self.save("checkpoint_last.pt")
+                self.save(LAST)
                 if self.dist.is_main:
                     self._write_metrics()
                 if self.progress:
@@ -286,8 +287,8 @@ class Trainer:
                         (self.elapsed, self.stopped_early, self.best, self.best_epoch, epoch_seconds))
         finally:
             batches.close()
-        if not self.val_ids or not (self.fold_dir / "checkpoint_best.pt").exists():
-            self.save("checkpoint_best.pt", resumable=False)  # without validation the best model is the final one
+        if not self.val_ids or not (self.fold_dir / BEST).exists():
+            self.save(BEST, resumable=False)  # without validation the best model is the final one
         return {"epochs": self.epoch, "seconds": self.elapsed, f"best_{self.selection_metric}": self.best,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "history": self.history}
 

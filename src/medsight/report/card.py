@@ -19,6 +19,7 @@ from medsight import __version__
 from medsight.core.atomic import write_text
 from medsight.core.hashing import sha256_file, utc_timestamp
 from medsight.core.tables import json_safe
+from medsight.engine.run import fold_name, fold_paths
 from medsight.errors import user_error
 
 CARD_JSON = "model_card.json"
@@ -51,8 +52,8 @@ def software_versions() -> dict[str, str | None]:
 def weights_checksums(run: Path) -> list[dict[str, Any]]:
     """``{"fold", "file", "sha256", "bytes"}`` for every ``fold_K/checkpoint_*.pt`` of a run."""
     rows = []
-    for path in sorted(run.glob("fold_*/checkpoint_*.pt")):
-        rows.append({"fold": path.parent.name.removeprefix("fold_"), "file": path.relative_to(run).as_posix(),
+    for path in fold_paths(run, "checkpoint_*.pt"):
+        rows.append({"fold": fold_name(path), "file": path.relative_to(run).as_posix(),
                      "sha256": sha256_file(path), "bytes": path.stat().st_size})
     return rows
 
@@ -103,11 +104,11 @@ def _classification_validation(run: Path, summary: dict[str, Any]) -> dict[str, 
 def _training(run: Path) -> dict[str, Any]:
     config = _read_json(run / "config.json")
     folds = {}
-    for path in sorted(run.glob("fold_*/metrics.csv")):
+    for path in fold_paths(run, "metrics.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
-        folds[path.parent.name.removeprefix("fold_")] = {"epochs": len(rows), "seconds": round(max(seconds), 1) if seconds else None}
+        folds[fold_name(path)] = {"epochs": len(rows), "seconds": round(max(seconds), 1) if seconds else None}
     return {"options": config.get("train"), "folds": folds}
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from medsight.core.atomic import write_text
 from medsight.engine.curves import VAL_SCORES, plot_curves, read_metrics_csv
+from medsight.engine.run import fold_paths
 from medsight.errors import InputNotFoundError, MedsightError
 from medsight.report.html import (
     compact,
@@ -81,7 +82,7 @@ def _fold_csvs(run_dir: Path) -> list[Path]:
         m = re.search(r"(\d+)$", p.parent.name)
         return (int(m.group(1)) if m else 10**6, p.parent.name)
 
-    return sorted((p for p in run_dir.glob("fold_*/metrics.csv") if p.is_file()), key=key)
+    return sorted((p for p in fold_paths(run_dir, "metrics.csv") if p.is_file()), key=key)
 
 
 def _training_section(run_dir: Path) -> str:

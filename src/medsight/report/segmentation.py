@@ -28,6 +28,7 @@ import numpy as np
 
 from medsight.core.tables import csv_float
 from medsight.data.dataset import read_mask
+from medsight.engine.run import fold_paths
 from medsight.errors import MedsightError
 from medsight.io import read_image
 from medsight.metrics.summary import read_per_case
@@ -158,7 +159,7 @@ def _render_case(run_dir: Path, case: str, rows: Sequence[Mapping[str, Any]], su
     pred_file = val / str(crow["prediction"]) if crow.get("prediction") else None
     if pred_file is None or not pred_file.is_file():  # pooled validation: predictions may stay in fold_<k>/validation
         pred_file = None
-        for folder in [val, *sorted(run_dir.glob("fold_*/validation"))]:
+        for folder in [val, *fold_paths(run_dir, "validation")]:
             pred_file = lookup(case_index(folder), case) if folder.is_dir() else None
             if pred_file is not None:
                 break

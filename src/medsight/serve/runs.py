@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medsight.data.dataset import load_dataset
-from medsight.engine.run import plan_task
+from medsight.engine.run import BEST, fold_name, fold_paths, plan_task
 from medsight.errors import MedsightError, user_error
 from medsight.io import full_suffix, strip_suffix
 
@@ -73,7 +73,7 @@ def run_facts(path: Path) -> dict[str, Any]:
     task = plan_task(plans)
     facts: dict[str, Any] = {
         "task": task, "dataset": plans.get("dataset", ""), "dims": plans.get("dims"),
-        "folds": sorted(p.parent.name for p in path.glob("fold_*/checkpoint_best.pt")),
+        "folds": sorted(p.parent.name for p in fold_paths(path, BEST)),
         "reports": sorted(p.name for p in path.glob("*.html")),
         "metrics": summary.get("cross_validation") or {},
         "postprocessing": (summary.get("postprocessing") or {}).get("largest_component"),
@@ -146,7 +146,7 @@ def _dataset_files(run: Path) -> dict[str, tuple[Path | None, Path | None]]:
 def _find_cases(run: Path) -> list[RunCase]:
     if plan_task(_read_json(run / "plans.json")) != "segmentation":
         return []
-    preds = sorted(p for p in run.glob("fold_*/validation/*") if p.is_file() and full_suffix(p) in (".nii.gz", ".nii")
+    preds = sorted(p for p in fold_paths(run, "validation/*") if p.is_file() and full_suffix(p) in (".nii.gz", ".nii")
                    and not p.name.startswith("."))
     if not preds:
         return []
@@ -156,7 +156,7 @@ def _find_cases(run: Path) -> list[RunCase]:
         cid = strip_suffix(p)
         prob = p.parent / f"{cid}_probabilities.npz"
         image, ref = files.get(cid, (None, None))
-        out.append(RunCase(case_id=cid, fold=p.parent.parent.name.removeprefix("fold_"), prediction=p,
+        out.append(RunCase(case_id=cid, fold=fold_name(p.parent.parent), prediction=p,
                            probabilities=prob if prob.is_file() else None,
                            image=image if image is not None and image.exists() else None,
                            reference=ref if ref is not None and ref.exists() else None))

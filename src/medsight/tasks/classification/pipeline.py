@@ -39,6 +39,8 @@ from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
 from medsight.engine.parallel import train_folds_in_parallel as parallel_folds
+from medsight.engine.run import BEST, fold_temperatures
+from medsight.engine.run import fold_dir as run_fold_dir
 from medsight.engine.runtime import load_networks
 from medsight.errors import MedsightError, user_error
 from medsight.io import read_image
@@ -225,7 +227,7 @@ def calibrate_fold(plan: ClassificationPlan, cache: ClassificationCache, fold_di
     """Validation logits of the fold's best checkpoint (with flip TTA), its temperature, and its predictions."""
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = _load_models([fold_dir / "checkpoint_best.pt"], dev)[0]
+    model = _load_models([fold_dir / BEST], dev)[0]
     rows = cache.rows(val_ids)
     logits = predict_logits(model, cache.images[rows], cache.tabular[rows] if cache.tabular.size else None, device=dev,
                             mirror_axes=_tta_axes(plan))
@@ -255,17 +257,15 @@ def finalize_classification(run: Path, *, num_folds: int) -> dict[str, Any]:
     """Pool out-of-fold validation predictions: thresholds, metrics with CIs, plots, summary and report."""
 
     plan = load_plan(run / "plans.json")
-    done = [k for k in range(num_folds) if (run / f"fold_{k}" / "validation" / "predictions.csv").is_file()]
+    done = [k for k in range(num_folds) if (run_fold_dir(run, k) / "validation" / "predictions.csv").is_file()]
     summary: dict[str, Any] = {"dataset": plan.dataset, "task": "classification", "folds_with_validation": done,
                                "num_folds": num_folds, "plan": str(run / "plans.json"), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    temps = {}
-    for k in sorted({int(p.parent.name.split("_")[1]) for p in run.glob("fold_[0-9]*/calibration.json")}):
-        temps[str(k)] = json.loads((run / f"fold_{k}" / "calibration.json").read_text())["temperature"]
+    temps = {k: t for k, t in sorted(fold_temperatures(run).items(), key=lambda kv: int(kv[0])) if k.isdigit()}
     calibration: dict[str, Any] = {"temperature": temps, "thresholds": None, "method": plan.threshold_method}
     if done:
         ids, probs, y = [], [], []
         for k in done:
-            i, p, t = read_predictions(run / f"fold_{k}" / "validation" / "predictions.csv", plan)
+            i, p, t = read_predictions(run_fold_dir(run, k) / "validation" / "predictions.csv", plan)
             ids += i
             probs.append(p)
             y.append(t)

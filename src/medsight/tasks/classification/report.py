@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from medsight.engine.run import BEST, fold_paths
 from medsight.explain import grad_cam, montage_3d, occlusion, overlay_heatmap
 from medsight.report.html import esc, fmt, img, na, table
 from medsight.report.run import write_report
@@ -58,7 +59,7 @@ def _load_cache(run: Path) -> tuple[list[str], np.ndarray, np.ndarray] | None:
 def confidence_cases(run: Path, plan: ClassificationPlan) -> list[tuple[str, str, int, float, str]]:
     """(case, fold, predicted class index, confidence, kind) for the most and least confident validation cases."""
     rows = []
-    for f in sorted(run.glob("fold_[0-9]*/validation/predictions.csv")):
+    for f in fold_paths(run, "validation/predictions.csv"):
         with f.open(newline="", encoding="utf-8") as fh:
             for r in csv.DictReader(fh):
                 p = np.asarray([float(r[f"prob_{n}"]) for n in plan.class_names])
@@ -90,7 +91,7 @@ def heatmap_section(run: Path, plan: ClassificationPlan) -> str:
         if cid not in pos:
             continue
         if fold not in models:
-            models[fold] = model_from_checkpoint(load_checkpoint(run / fold / "checkpoint_best.pt"))
+            models[fold] = model_from_checkpoint(load_checkpoint(run / fold / BEST))
         model = models[fold]
         x = torch.from_numpy(np.array(images[pos[cid]], dtype=np.float32))[None]
         t = torch.from_numpy(tab[pos[cid]])[None] if tab.size else None

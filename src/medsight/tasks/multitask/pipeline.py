@@ -33,6 +33,8 @@ from medsight.data.fingerprint import compute_fingerprint
 from medsight.data.splits import load_or_create_splits
 from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
+from medsight.engine.run import BEST, fold_temperatures
+from medsight.engine.run import fold_dir as run_fold_dir
 from medsight.errors import user_error
 from medsight.io import read_image, strip_suffix, write_image
 from medsight.metrics.auc import macro_auc
@@ -157,7 +159,7 @@ def validate_fold(data: MultitaskDataset, run: Path, fold_dir: Path, val_ids: li
 
     plan = load_multitask_plan(run / "plans.json")
     plan = plan.with_changes(postprocessing={**plan.postprocessing, "largest_component": []})  # decided on raw masks
-    pred = MultitaskPredictor.from_checkpoints([fold_dir / "checkpoint_best.pt"], plan=plan, device=device)
+    pred = MultitaskPredictor.from_checkpoints([fold_dir / BEST], plan=plan, device=device)
     out = fold_dir / "validation"
     out.mkdir(parents=True, exist_ok=True)
     ev = SegmentationEvaluator(plan.labels)
@@ -196,7 +198,7 @@ def _pool_segmentation(data: MultitaskDataset, run: Path, plan: MultitaskPlan, d
 
     pooled, spacing = {}, {}
     for k in done:
-        for f in sorted((run / f"fold_{k}" / "validation").glob("*.nii.gz")):
+        for f in sorted((run_fold_dir(run, k) / "validation").glob("*.nii.gz")):
             cid = strip_suffix(f)
             if cid in {c.case_id for c in data.spec.cases} and data.has_mask(cid):
                 case = load_case(data.spec, data.spec.case(cid))
@@ -220,7 +222,7 @@ def _pool_segmentation(data: MultitaskDataset, run: Path, plan: MultitaskPlan, d
 def _pool_classification(run: Path, plan: MultitaskPlan, done: list[int]) -> dict[str, Any]:
 
     view = plan.classification_view()
-    folds = [read_predictions(run / f"fold_{k}" / "validation" / "predictions.csv", view) for k in done]
+    folds = [read_predictions(run_fold_dir(run, k) / "validation" / "predictions.csv", view) for k in done]
     ids = [case for fold in folds for case in fold[0]]
     P, Y = np.concatenate([fold[1] for fold in folds]), np.concatenate([fold[2] for fold in folds])
     thresholds = decide_thresholds(view, P, Y)
@@ -233,14 +235,12 @@ def finalize_multitask(data: MultitaskDataset, run: Path, *, num_folds: int) -> 
     """Pool the folds' validation predictions: postprocessing, thresholds, metrics of both tasks, summary, report."""
 
     plan = load_multitask_plan(run / "plans.json")
-    fold_file = "fold_{k}/validation/{name}"
-    seg_done = [k for k in range(num_folds) if (run / fold_file.format(k=k, name="summary.json")).is_file()]
-    cls_done = [k for k in range(num_folds) if (run / fold_file.format(k=k, name="predictions.csv")).is_file()]
+    seg_done = [k for k in range(num_folds) if (run_fold_dir(run, k) / "validation" / "summary.json").is_file()]
+    cls_done = [k for k in range(num_folds) if (run_fold_dir(run, k) / "validation" / "predictions.csv").is_file()]
     summary: dict[str, Any] = {"dataset": plan.dataset, "task": "multitask", "tasks": plan.tasks, "num_folds": num_folds,
                                "folds_with_validation": sorted(set(seg_done) | set(cls_done)), "plan": str(run / "plans.json"),
                                "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    temps = {p.parent.name.removeprefix("fold_"): json.loads(p.read_text())["temperature"]
-             for p in sorted(run.glob("fold_*/calibration.json"))}
+    temps = fold_temperatures(run)
     calibration: dict[str, Any] = {"temperature": temps, "thresholds": None, "method": plan.threshold_method}
     if seg_done:
         plan, summary["segmentation"] = _pool_segmentation(data, run, plan, seg_done)

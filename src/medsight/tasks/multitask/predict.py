@@ -27,6 +27,7 @@ from medsight.core.image import Image
 from medsight.core.tables import json_safe
 from medsight.data.dataset import load_case
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from medsight.engine.run import checkpoints, fold_name
 from medsight.errors import MedsightError, user_error
 from medsight.io import read_image, write_image
 from medsight.io.cases import input_cases, output_suffix, write_probabilities
@@ -116,15 +117,11 @@ class MultitaskPredictor:
         """The run's ``fold_*/checkpoint_best.pt`` with ``plans.json`` (postprocessing) and ``calibration.json``."""
         run = Path(run_dir)
         plan = MultitaskPlan.load(run / "plans.json")
-        ckpts = sorted(run.glob("fold_*/checkpoint_best.pt"))
-        if folds is not None:
-            ckpts = [c for c in ckpts if c.parent.name in {f"fold_{f}" for f in folds}]
-        if not ckpts:
-            raise user_error("a trained fold (fold_*/checkpoint_best.pt)", "none", run, "train first, or check --folds")
+        ckpts = list(checkpoints(run, folds=folds, fallback_last=False).values())
         cal = json.loads((run / "calibration.json").read_text()) if (run / "calibration.json").is_file() else {}
         temps = cal.get("temperature") or {}
         return cls.from_checkpoints(ckpts, plan=plan, device=device, tta=tta,
-                                    temperatures=[float(temps.get(c.parent.name.removeprefix("fold_"), 1.0)) for c in ckpts],
+                                    temperatures=[float(temps.get(fold_name(c), 1.0)) for c in ckpts],
                                     thresholds=cal.get("thresholds"))
 
     # ------------------------------------------------------------------------------------------ parts

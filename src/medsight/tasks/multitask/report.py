@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from medsight.engine.run import BEST
 from medsight.explain.gradcam import grad_cam
 from medsight.explain.render import draw_heatmap, robust_window, save_figure
 from medsight.models.multitask import ClassificationView, SegmentationView
@@ -78,7 +79,7 @@ def gradcam_section(run: Path, plan: MultitaskPlan) -> str:
         if not (cache / f"{cid}.npy").is_file():
             continue
         if fold not in models:
-            models[fold] = model_from_checkpoint(load_checkpoint(run / fold / "checkpoint_best.pt"))
+            models[fold] = model_from_checkpoint(load_checkpoint(run / fold / BEST))
         ref_file = cache / f"{cid}_seg.npy"
         ref = np.load(ref_file) if ref_file.is_file() else None
         try:

@@ -35,6 +35,7 @@ from medsight.data.splits import load_or_create_splits
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.config import RunOptions, TrainingConfig
 from medsight.engine.folds import train_folds
+from medsight.engine.run import BEST, fold_paths
 from medsight.engine.trainer import Trainer
 from medsight.errors import did_you_mean, user_error
 from medsight.models.registration import warp_layer
@@ -337,9 +338,9 @@ def find_checkpoint(model: str | Path) -> Path:
     p = Path(model)
     if p.is_file():
         return p
-    found = sorted(p.glob("fold_*/checkpoint_best.pt")) if p.is_dir() else []
+    found = fold_paths(p, BEST) if p.is_dir() else []
     if not found:
-        raise user_error("a registration run folder (fold_*/checkpoint_best.pt) or a checkpoint", "none", p,
+        raise user_error(f"a registration run folder (fold_*/{BEST}) or a checkpoint", "none", p,
                          "train one with 'medsight train DATASET --task registration --out RUN'")
     return found[0]
 

@@ -32,7 +32,7 @@ from medsight.engine import distributed
 from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
 from medsight.engine.parallel import train_folds_in_parallel as parallel_folds
-from medsight.engine.run import fold_dir, run_dataset_json
+from medsight.engine.run import BEST, fold_dir, run_dataset_json
 from medsight.errors import user_error
 from medsight.io import full_suffix, read_image, strip_suffix, write_image
 from medsight.io.cases import input_cases, output_suffix, write_probabilities
@@ -191,7 +191,7 @@ def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[st
                   tta: bool = True) -> dict[str, Any]:
     """Predict the fold's validation cases at native geometry (with mirror TTA), save probabilities, score them."""
 
-    pred = Predictor.from_checkpoints([fold_dir / "checkpoint_best.pt"], device=device, tta=tta)
+    pred = Predictor.from_checkpoints([fold_dir / BEST], device=device, tta=tta)
     out = fold_dir / "validation"
     out.mkdir(parents=True, exist_ok=True)
     ev = SegmentationEvaluator(pred.plan.labels)
@@ -222,7 +222,7 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
     """When every fold has validation predictions: pool them, decide postprocessing, write summary and report."""
 
     plan = Plan.load(run / "plans.json")
-    done = [k for k in range(num_folds) if (run / f"fold_{k}" / "validation" / "summary.json").is_file()]
+    done = [k for k in range(num_folds) if (fold_dir(run, k) / "validation" / "summary.json").is_file()]
     summary: dict[str, Any] = {"dataset": spec.name, "folds_with_validation": done, "num_folds": num_folds,
                                "plan": str(run / "plans.json"), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     if done:
