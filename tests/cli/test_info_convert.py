@@ -222,3 +222,24 @@ def test_info_describes_an_rtstruct_instead_of_refusing_it(capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "dicom-rtstruct" in out and "patient, Isocenter 1, Isocenter 2" in out
     assert "1.2.826.0.1.3680043.8.498.2010020400001.2.1.1" in out
+
+
+def test_convert_places_seg_and_rtstruct_on_the_reference_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """convert SEG|RTSTRUCT OUT --reference SERIES: the label map on the series grid; overlaps and a missing series
+    are one line each."""
+    d = SHARED / "dicom_interop"
+    if not d.is_dir():
+        pytest.skip("../shared/data/dicom_interop is absent")
+    series = d / "rt_utils" / "mock_data"
+    assert main(["convert", str(series / "rt.dcm"), str(tmp_path / "rt.nii.gz"), "--reference", str(series)]) == 0
+    labels, image = read_image(tmp_path / "rt.nii.gz"), read_image(series)
+    assert labels.same_geometry(image) and int((labels.array > 0).sum()) == 1443
+    capsys.readouterr()  # the first command's warning (rt.dcm's random frame of reference)
+    assert main(["convert", str(series / "rt.dcm"), str(tmp_path / "x.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pass the series folder" in err[0]
+    seg, ct = d / "dcmqi" / "partial_overlaps.dcm", d / "dcmqi" / "ct-3slice"
+    assert main(["convert", str(seg), str(tmp_path / "po.nii.gz"), "--reference", str(ct)]) == 2
+    assert "--overlaps last" in capsys.readouterr().err
+    assert main(["convert", str(seg), str(tmp_path / "po.nii.gz"), "--reference", str(ct), "--overlaps", "last"]) == 0
+    assert read_image(tmp_path / "po.nii.gz").same_geometry(read_image(ct))

@@ -94,6 +94,15 @@ def register(subparsers: Any) -> None:
         help="map LEVEL-WIDTH/2..LEVEL+WIDTH/2 to 0..255 for PNG/TIFF output (e.g. 40,400 in HU), or a CT preset: "
         "lung, mediastinum, abdomen, soft_tissue, liver, bone, brain, subdural, stroke, temporal_bone",
     )
+    convert.add_argument(
+        "--reference", type=Path, metavar="SERIES",
+        help="for a DICOM-SEG or RTSTRUCT input: the image series to place the label map on (its grid, voxel for "
+        "voxel; required for an RTSTRUCT; a SEG without it keeps its own frame grid)",
+    )
+    convert.add_argument(
+        "--overlaps", choices=["error", "last", "separate"], default="error",
+        help="a SEG whose segments overlap: refuse (default), the higher segment wins, or one channel per segment",
+    )
     convert.set_defaults(func=run_convert)
 
 
@@ -252,6 +261,8 @@ def run_convert(args: argparse.Namespace) -> int:
         slices=args.slices,
         window=window,
         progress=_slice_bar(quiet=args.quiet),
+        reference=args.reference,
+        overlaps=args.overlaps,
     )
     image = result.image
     shape = " x ".join(str(s) for s in image.shape)

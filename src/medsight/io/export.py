@@ -31,7 +31,7 @@ from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, 
 from medsight.io.dicom_files import is_dicomdir
 from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg
 from medsight.io.dicom_study import choose_series, list_study
-from medsight.io.rtstruct import is_rtstruct, rtstruct_info
+from medsight.io.rtstruct import is_rtstruct, read_rtstruct, rtstruct_info
 
 #: Suffixes written as one 8-bit image per slice when the input is a volume.
 RASTER_OUTPUTS = (".png", ".tif", ".tiff", ".bmp")
@@ -194,6 +194,8 @@ def convert(
     slices: bool = False,
     window: tuple[float, float] | None = None,
     progress: Progress | None = None,
+    reference: str | Path | None = None,
+    overlaps: str = "error",
 ) -> ConversionResult:
     """Convert an image file or DICOM series to another format.
 
@@ -210,6 +212,9 @@ def convert(
         slices: force one file per slice.
         window: ``(level, width)`` for 8-bit outputs.
         progress: ``progress(done, total)`` after each slice file.
+        reference: for a DICOM-SEG or RTSTRUCT input, the image series whose grid the label map is placed on.
+        overlaps: for a SEG whose segments overlap: ``error``, ``last`` or ``separate`` (see
+            :func:`medsight.io.dicom_seg.read_dicom_seg`).
     """
     src, dst = Path(src), Path(dst)
     suffix = full_suffix(dst)
@@ -228,8 +233,9 @@ def convert(
             None,
             "drop --window (volume formats keep the original values)",
         )
-    _check_series_option(src, detect_format(src), series_uid)
-    image = read_any(src, series_uid=series_uid)
+    if reference is None:
+        _check_series_option(src, detect_format(src), series_uid)
+    image = read_any(src, series_uid=series_uid, reference=Path(reference) if reference else None, overlaps=overlaps)
     volume = image.ndim == 3 and image.shape[0] > 1
     if slices or (raster and volume) or dst.is_dir():
         paths, value_range = export_slices(
@@ -319,12 +325,18 @@ def describe_npz(path: str | Path) -> dict[str, Any]:
     return {"path": str(p), "format": "npz", "arrays": arrays}
 
 
-def read_any(path: Path, *, series_uid: str | None = None, strict: bool | None = None) -> Image:
-    """:func:`medsight.io.read_image`, plus DICOM-SEG files read as label maps on their own frame grid."""
-    if path.is_file() and series_uid is None:
-
+def read_any(path: Path, *, series_uid: str | None = None, strict: bool | None = None, reference: Path | None = None,
+             overlaps: str = "error") -> Image:
+    """:func:`medsight.io.read_image`, plus DICOM-SEG and RTSTRUCT files read as label maps: on the grid of the
+    ``reference`` image series (required for an RTSTRUCT), or a SEG on its own frame grid without one."""
+    if path.is_file():
         if is_dicom_seg(path):
-            return read_dicom_seg(path)
+            return read_dicom_seg(path, reference, overlaps=overlaps, series_uid=series_uid)
+        if is_rtstruct(path):
+            return read_rtstruct(path, reference)[0]
+    if reference is not None:
+        raise user_error("a DICOM-SEG or RTSTRUCT file with --reference", "another input", path,
+                         "drop --reference (it places SEG/RTSTRUCT label maps on a series' grid)")
     return read_image(path, series_uid=series_uid, strict=strict)
 
 

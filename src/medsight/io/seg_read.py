@@ -208,8 +208,8 @@ def _combine(getter: Getter, segments: Sequence[Segment], shape: tuple[int, ...]
                           f"({n} voxel{'s' if n != 1 else ''})" for (a, b), n in listed[:_MAX_PAIRS])
         pairs += f" and {len(listed) - _MAX_PAIRS} more pairs" if len(listed) > _MAX_PAIRS else ""
         raise user_error("non-overlapping segments", f"overlapping segments {pairs}", p,
-                         "read with overlaps='last' (the higher segment number wins) or overlaps='separate' "
-                         "(one channel per segment)")
+                         "read with --overlaps last (the higher segment number wins) or --overlaps separate "
+                         "(one channel per segment); in Python overlaps='last' or 'separate'")
     return out
 
 
