@@ -63,9 +63,9 @@ def test_verify_refuses_changed_weights_and_audits_it(seg3d_run: Path, phantom3d
     assert refused["status"] == "refused" and refused["error"] == "MedsightError" and refused["outputs"] == []
     assert refused["model"]["weights"][0]["sha256"] != ok["model"]["weights"][0]["sha256"]
     # without --verify the changed model still predicts; `medsight card` re-records the intended change
-    assert main(["-q", "predict", str(run), str(image), str(out), "--no-tta"]) == 0
+    assert main(["-q", "predict", str(run), str(image), str(out), "--no-tta", "--overwrite"]) == 0
     assert main(["-q", "card", str(run)]) == 0
-    assert main(["-q", "predict", str(run), str(image), str(out), "--no-tta", "--verify"]) == 0
+    assert main(["-q", "predict", str(run), str(image), str(out), "--no-tta", "--verify", "--overwrite"]) == 0
     assert len(_lines(out / "audit.jsonl")) == 4
 
 

@@ -91,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device")
     q.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several")
     q.add_argument("--save-probabilities", action="store_true", help="also write <case>_probabilities.npz")
+    q.add_argument("--overwrite", action="store_true", help="replace outputs that exist (an input is never written over)")
     q.add_argument("--dicom-seg", action="store_true", help="DICOM series input: also write <case>_seg.dcm (DICOM-SEG)")
     q.add_argument("--rtstruct", action="store_true",
                    help="DICOM series input: also write <case>_rtstruct.dcm (RT Structure Set: contours)")
@@ -195,7 +196,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     request = PredictRequest(run=Path(args.run_dir), input=Path(args.input), output=Path(args.output), folds=folds,
                              device=args.device, tta=not args.no_tta, series_uid=args.series, engine=args.engine,
-                             strict=args.strict, progress=case_bar("predict", args.quiet))
+                             strict=args.strict, overwrite=args.overwrite, progress=case_bar("predict", args.quiet))
     recorded = {"tta": not args.no_tta, "device": args.device, "strict": args.strict, "split": args.split,
                 "save_probabilities": args.save_probabilities, "dicom_seg": args.dicom_seg,
                 "rtstruct": args.rtstruct, "series_given": bool(args.series)}

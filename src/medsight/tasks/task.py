@@ -52,6 +52,7 @@ class PredictRequest:
     series_uid: str | None = None
     engine: str = "torch"
     strict: bool = False
+    overwrite: bool = False
     progress: CaseProgress | None = None
 
 

@@ -147,3 +147,28 @@ def test_predict_dicom_series_writes_nifti_in_its_geometry(phantom3d_dataset: Pa
     assert pred.same_geometry(src)
     full = read_image(shared_data / "tcia_pgbm005_mr_t1post_dicom" / "volume")
     assert np.allclose(src.origin, full.origin + full.direction @ (np.asarray([8, 100, 90]) * np.asarray(full.spacing)), atol=1e-3)
+
+
+def test_predict_never_writes_over_its_input_and_keeps_existing_outputs(phantom2d_dataset: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict RUN folder/scan.png folder` used to replace scan.png with its label map; an earlier prediction was
+    replaced without a word."""
+    run = tmp_path / "run"
+    _train(phantom2d_dataset, run)
+    image = sorted((phantom2d_dataset / "imagesTr").iterdir())[0]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    scan = folder / image.name
+    scan.write_bytes(image.read_bytes())
+    before = scan.read_bytes()
+    assert main(["-q", "predict", str(run), str(scan), str(folder), "--no-tta"]) == 2
+    assert scan.read_bytes() == before
+    assert main(["-q", "predict", str(run), str(scan), str(scan), "--no-tta", "--overwrite"]) == 2
+    assert scan.read_bytes() == before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("the input itself" in e for e in err)
+    out = tmp_path / "out"
+    assert main(["-q", "predict", str(run), str(scan), str(out), "--no-tta"]) == 0
+    assert main(["-q", "predict", str(run), str(scan), str(out), "--no-tta"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["-q", "predict", str(run), str(scan), str(out), "--no-tta", "--overwrite"]) == 0

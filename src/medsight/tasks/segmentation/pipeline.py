@@ -22,6 +22,7 @@ import torch
 
 from medsight.core.atomic import write_text
 from medsight.core.case import Case
+from medsight.core.outputs import check_new_output
 from medsight.core.tables import json_safe
 from medsight.data.dataset import DatasetSpec, load_case, load_dataset
 from medsight.data.fingerprint import compute_fingerprint
@@ -270,13 +271,14 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
 def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, tta: bool = True, folds: list[int] | None = None,
             device: str | None = None, save_probabilities: bool = False, series_uid: str | None = None,
             progress: Callable[[int, int], None] | None = None, dicom_seg: bool = False, engine: str = "torch",
-            strict: bool = False, rtstruct: bool = False) -> list[Path]:
+            strict: bool = False, rtstruct: bool = False, overwrite: bool = False) -> list[Path]:
     """Segment a file, a folder of images or a DICOM series with the run's folds; returns the written files.
 
     Label maps are written in the input's geometry and format (NIfTI in -> NIfTI out, PNG in -> PNG out, DICOM ->
     NIfTI). Binary raster predictions are written as 0/255 so they are visible; others as label values.
     ``dicom_seg``: for a DICOM series input, also write ``<case>_seg.dcm`` (DICOM-SEG, :mod:`medsight.io.dicom_seg`).
     ``rtstruct``: also write ``<case>_rtstruct.dcm`` (RT Structure Set, :mod:`medsight.io.rtstruct`).
+    An output that is one of the inputs is refused; existing outputs are replaced only with ``overwrite``.
     ``run_dir`` may also be an export (``medsight export``); ``engine`` ``torch`` or ``onnx`` (onnxruntime) runs the
     same preprocessing, sliding window, TTA and postprocessing. Each input is checked against the training fingerprint
     first (:func:`medsight.data.sanity.check_input`: a warning, or a refusal with ``strict``).
@@ -304,16 +306,20 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
             require_series_input(image, files[0])
         if rtstruct:
             require_rtstruct_input(image, files[0])
-        labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)
         suffix = output_suffix(files, image.source.format)
         target = out if single_file_out else out / f"{cid}{suffix}"
+        stem = target.parent / strip_suffix(target)
+        for path in (target, *([Path(f"{stem}_seg.dcm")] if dicom_seg else []),
+                     *([Path(f"{stem}_rtstruct.dcm")] if rtstruct else []),
+                     *([target.parent / f"{cid}_probabilities.npz"] if save_probabilities else [])):
+            check_new_output(path, files, overwrite=overwrite)
+        labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)
         if suffix in (".png", ".tif", ".tiff", ".bmp") and plan.binary_masks:
             labels = labels.with_array((labels.array > 0).astype(np.uint8) * 255)
         write_image(labels, target)
         written.append(target)
         if dicom_seg or rtstruct:
             colours = dataset_colours(run_dataset_json(run_dir), plan.labels)
-            stem = target.parent / strip_suffix(target)
             uid = image.source.series_uid or None
         if dicom_seg:
             written.append(write_dicom_seg(labels, files[0], f"{stem}_seg.dcm", label_names=plan.labels, colours=colours,

@@ -52,7 +52,7 @@ def _predict(request: PredictRequest, options: Options) -> list[Path]:
     return predict(request.run, request.input, request.output, tta=request.tta, folds=request.folds, device=request.device,
                    save_probabilities=bool(options.get("save_probabilities")), series_uid=request.series_uid,
                    progress=request.progress, dicom_seg=bool(options.get("dicom_seg")), engine=request.engine,
-                   strict=request.strict, rtstruct=bool(options.get("rtstruct")))
+                   strict=request.strict, rtstruct=bool(options.get("rtstruct")), overwrite=request.overwrite)
 
 
 def _explain(state: dict[str, Any], checkpoint: Path, inp: Path, out: Path, options: Options) -> list[Path]:
