@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from medsight.core.atomic import write_text
+from medsight.core.outputs import check_new_output
 from medsight.core.tables import json_safe
 from medsight.data.dataset import DatasetSpec, load_case, load_dataset
 from medsight.data.fingerprint import compute_fingerprint
@@ -419,7 +420,7 @@ def _labelled_inputs(inp: Path, split: str | None) -> DatasetSpec | None:
 def predict_classification(run_dir: str | Path, input_path: str | Path, output: str | Path, *, split: str | None = None,
                            folds: list[int] | None = None, device: str | None = None, tta: bool = True, series_uid: str | None = None,
                            progress: Callable[[int, int], None] | None = None, engine: str = "torch",
-                           strict: bool = False) -> list[Path]:
+                           strict: bool = False, overwrite: bool = False) -> list[Path]:
     """Classify a file, a folder of images, a DICOM series, or a labelled dataset (CSV / NPZ split / class folders).
 
     Writes ``OUTPUT/predictions.csv`` (``file``, ``prob_<class>``..., ``pred``; ``label`` when known) and, for
@@ -434,6 +435,8 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
     pred = ClassificationPredictor(run_dir, folds=folds, device=device, tta=tta, engine=engine)
     plan = pred.plan
     out = Path(output)
+    for name in ("predictions.csv", "metrics.json"):
+        check_new_output(out / name, [inp], overwrite=overwrite)
     spec = _labelled_inputs(inp, split)
     names: list[str] = []
     arrays, tab, labels = [], [], []

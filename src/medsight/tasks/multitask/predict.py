@@ -24,6 +24,7 @@ import torch
 from medsight.core.atomic import write_text
 from medsight.core.case import Case
 from medsight.core.image import Image
+from medsight.core.outputs import check_new_output
 from medsight.core.tables import json_safe
 from medsight.data.dataset import load_case
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
@@ -183,13 +184,13 @@ def lesions_csv(rows: list[tuple[str, tuple[float, ...], float]]) -> str:
     return buf.getvalue()
 
 
-def _mask_file(prediction: Image, plan: MultitaskPlan, files: list[Path], out: Path, cid: str) -> Path:
-
+def _mask_file(prediction: Image, plan: MultitaskPlan, files: list[Path], out: Path, cid: str, *,
+               overwrite: bool) -> Path:
     suffix = output_suffix(files, prediction.source.format)
     labels = prediction
     if suffix in (".png", ".tif", ".tiff", ".bmp") and plan.binary_masks:
         labels = prediction.with_array((prediction.array > 0).astype(np.uint8) * 255)
-    return write_image(labels, out / f"{cid}{suffix}")
+    return write_image(labels, check_new_output(out / f"{cid}{suffix}", files, overwrite=overwrite))
 
 
 def _inputs(inp: Path, plan: MultitaskPlan) -> tuple[Any, list[tuple[str, list[Path]]]]:
@@ -206,7 +207,8 @@ def _inputs(inp: Path, plan: MultitaskPlan) -> tuple[Any, list[tuple[str, list[P
 
 def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str | Path, *, folds: list[int] | None = None,
                       device: str | None = None, tta: bool = True, series_uid: str | None = None,
-                      save_probabilities: bool = False, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                      save_probabilities: bool = False, progress: Callable[[int, int], None] | None = None,
+                      overwrite: bool = False) -> list[Path]:
     """Predict a file, a folder of images, a DICOM series or a labelled multi-task dataset into the folder ``output``.
 
     Writes ``<case><suffix>`` masks in the input's format and geometry, ``predictions.csv`` (``file, prob_<class>...,
@@ -221,6 +223,7 @@ def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str |
     plan = pred.plan
     data, cases = _inputs(inp, plan)
     out = Path(output)
+    check_new_output(out / "predictions.csv", [inp], overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     names, probs, y, lesion_rows = [], [], [], []
@@ -233,7 +236,7 @@ def predict_multitask(run_dir: str | Path, input_path: str | Path, output: str |
         res = pred.predict_case(case, with_probabilities=save_probabilities)
         name = str(files[0])
         if res.labels is not None:
-            written.append(_mask_file(res.labels, plan, files, out, cid))
+            written.append(_mask_file(res.labels, plan, files, out, cid, overwrite=overwrite))
             if evaluator is not None and case.label_array is not None:
                 evaluator.add(cid, res.labels.array[0], case.label_array, spacing=case.image.spacing)
         if res.label_probabilities is not None:

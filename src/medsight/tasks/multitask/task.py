@@ -66,7 +66,8 @@ def _predict(request: PredictRequest, options: Options) -> list[Path]:
                                 "drop it")
     return predict_multitask(request.run, request.input, request.output, folds=request.folds, device=request.device,
                              tta=request.tta, series_uid=request.series_uid,
-                             save_probabilities=bool(options.get("save_probabilities")), progress=request.progress)
+                             save_probabilities=bool(options.get("save_probabilities")), progress=request.progress,
+                             overwrite=request.overwrite)
 
 
 def _report(run: Path, options: Options) -> Path:
