@@ -13,7 +13,7 @@ Supported (detected from the path, see :func:`load_dataset`):
 * CSV for classification: columns ``image`` (or ``path``/``file``) and ``label``; paths relative to the CSV.
 * MedMNIST NPZ: ``train_images``/``train_labels``, ``val_*``, ``test_*``.
 
-A spec lists cases without reading voxels; :func:`load_case` reads one case into a :class:`~medsight.data.Case`.
+A spec lists cases without reading voxels; :func:`load_case` reads one case into a :class:`~medsight.core.case.Case`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Readers and writers chosen by extension or by what a folder holds; all keep geometry.
 
-``read_image(path)`` returns an :class:`~medsight.data.Image`; ``write_image(image, path)`` writes one atomically.
+``read_image(path)`` returns an :class:`~medsight.core.image.Image`; ``write_image(image, path)`` writes one atomically.
 """
 
 from __future__ import annotations

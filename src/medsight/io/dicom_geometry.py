@@ -3,7 +3,7 @@
 A *frame* is one 2D plane: a single-frame file, or one frame of a multi-frame (enhanced) file. The frames of a
 series are sorted by their ImagePositionPatient projected on the slice normal ``n = row x col`` (the cross product
 of the ImageOrientationPatient row and column cosines), ascending, so array axis 0 runs along ``+n``. The result
-follows :class:`~medsight.data.Image`: array axes ``(slice, row, col)``, spacing ``(slice step, PixelSpacing[0],
+follows :class:`~medsight.core.image.Image`: array axes ``(slice, row, col)``, spacing ``(slice step, PixelSpacing[0],
 PixelSpacing[1])`` in mm, origin = ImagePositionPatient of the first slice (LPS, mm), direction columns
 ``[n, column cosine (down the rows), row cosine (along a row)]``.
 

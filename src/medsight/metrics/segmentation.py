@@ -2,7 +2,7 @@
 
 Inputs are label maps of shape ``(*spatial)`` (``(H, W)`` or ``(D, H, W)``, integer values), compared per
 label given as ``{name: value}``; value 0 is background and is never scored. ``spacing`` is the voxel size
-(mm) per array axis, as in :class:`~medsight.data.Image`.
+(mm) per array axis, as in :class:`~medsight.core.image.Image`.
 
 Per case and label (:func:`case_metrics`), one row holds:
 

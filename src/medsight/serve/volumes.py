@@ -2,7 +2,7 @@
 
 A :class:`Volume` holds ``data`` ``(C, *spatial)`` in the smallest dtype that keeps the values (``uint8``,
 ``int16`` or ``float32``; probabilities and heat maps as ``uint8`` with ``scale`` 1/255) plus the geometry of the
-:class:`~medsight.data.Image` it came from: spacing per array axis (mm), origin and direction (LPS). The viewer
+:class:`~medsight.core.image.Image` it came from: spacing per array axis (mm), origin and direction (LPS). The viewer
 fetches ``meta()`` as JSON and the bytes (gzip) once, then slices, windows and colours in the browser.
 
 Slices: ``axial`` fixes array axis 0 (``(y, x)`` shown), ``coronal`` axis 1 (``(z, x)``), ``sagittal`` axis 2
