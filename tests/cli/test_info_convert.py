@@ -243,3 +243,17 @@ def test_convert_places_seg_and_rtstruct_on_the_reference_series(tmp_path: Path,
     assert "--overlaps last" in capsys.readouterr().err
     assert main(["convert", str(seg), str(tmp_path / "po.nii.gz"), "--reference", str(ct), "--overlaps", "last"]) == 0
     assert read_image(tmp_path / "po.nii.gz").same_geometry(read_image(ct))
+
+
+def test_convert_never_writes_over_its_input_and_keeps_an_existing_output(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "a.nii.gz"
+    write_image(Image(np.arange(24, dtype=np.int16).reshape(1, 2, 3, 4)), src)
+    before = src.read_bytes()
+    assert main(["convert", str(src), str(src), "--overwrite"]) == 2
+    assert src.read_bytes() == before and "the input itself" in capsys.readouterr().err
+    out = tmp_path / "b.nii.gz"
+    assert main(["convert", str(src), str(out)]) == 0
+    assert main(["convert", str(src), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", str(src), str(out), "--overwrite"]) == 0

@@ -103,6 +103,8 @@ def register(subparsers: Any) -> None:
         "--overlaps", choices=["error", "last", "separate"], default="error",
         help="a SEG whose segments overlap: refuse (default), the higher segment wins, or one channel per segment",
     )
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace OUT if it exists (the input is never written over)")
     convert.set_defaults(func=run_convert)
 
 
@@ -263,6 +265,7 @@ def run_convert(args: argparse.Namespace) -> int:
         progress=_slice_bar(quiet=args.quiet),
         reference=args.reference,
         overlaps=args.overlaps,
+        overwrite=args.overwrite,
     )
     image = result.image
     shape = " x ".join(str(s) for s in image.shape)

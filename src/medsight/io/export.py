@@ -26,6 +26,7 @@ import numpy as np
 
 from medsight.core.display import resolve_window
 from medsight.core.image import Image
+from medsight.core.outputs import check_new_output
 from medsight.errors import require_exists, user_error
 from medsight.io import WRITE_SUFFIXES, detect_format, full_suffix, read_image, strip_suffix, write_image
 from medsight.io.dicom_files import is_dicomdir
@@ -196,6 +197,7 @@ def convert(
     progress: Progress | None = None,
     reference: str | Path | None = None,
     overlaps: str = "error",
+    overwrite: bool = False,
 ) -> ConversionResult:
     """Convert an image file or DICOM series to another format.
 
@@ -215,6 +217,7 @@ def convert(
         reference: for a DICOM-SEG or RTSTRUCT input, the image series whose grid the label map is placed on.
         overlaps: for a SEG whose segments overlap: ``error``, ``last`` or ``separate`` (see
             :func:`medsight.io.dicom_seg.read_dicom_seg`).
+        overwrite: replace an existing output file (an input is never written over).
     """
     src, dst = Path(src), Path(dst)
     suffix = full_suffix(dst)
@@ -250,7 +253,7 @@ def convert(
             )
         return ConversionResult(image, tuple(paths), value_range, tuple(notes))
     if not raster:
-        write_image(image, dst)
+        write_image(image, check_new_output(dst, [src], overwrite=overwrite))
         return ConversionResult(image, (dst,))
     flat = (
         image
@@ -260,6 +263,7 @@ def convert(
         )
     )
     _check_raster_channels(flat, dst)
+    check_new_output(dst, [src], overwrite=overwrite)
     keep = window is None and (
         flat.array.dtype in (np.uint8, np.bool_) or (flat.array.dtype == np.uint16 and flat.num_channels == 1)
     )
