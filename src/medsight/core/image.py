@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from medsight.errors import user_error
+
 #: Reader names of picture and array formats (no physical geometry).
 RASTER_FORMATS = frozenset({"png", "gif", "jpeg", "jpg", "tiff", "tif", "bmp", "npz"})
 
@@ -182,3 +184,13 @@ class Image:
             f"Image(shape={(self.num_channels, *self.shape)}, dtype={self.array.dtype}, spacing={self.spacing}, "
             f"orientation={self.orientation!r}, source={Path(self.source.path).name or '-'})"
         )
+
+
+def integer_labels(array: np.ndarray, where: str | Path | None) -> np.ndarray:
+    """A label map's array as integers: fractional or negative values are one clear error (write argmax labels)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f" and not np.all(np.equal(np.mod(array, 1), 0)):
+        raise user_error("an integer label map", f"dtype {array.dtype} with fractions", where, "write the argmax labels")
+    if array.min(initial=0) < 0:
+        raise user_error("non-negative label values", f"minimum {array.min()}", where, "write the argmax labels")
+    return array if array.dtype.kind in "biu" else array.astype(np.int64)

@@ -47,7 +47,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from medsight import __version__
 from medsight.core.atomic import atomic_path
 from medsight.core.display import label_colour
-from medsight.core.image import Image
+from medsight.core.image import Image, integer_labels
 from medsight.errors import user_error
 from medsight.io.dicom import to_original_slices
 from medsight.io.rtstruct_series import RTSTRUCT_SOP_CLASS_UID, SeriesSlices, load_series_slices
@@ -153,13 +153,7 @@ def _check_labels(labels: Image, ref: SeriesSlices, series: Path, out: Path) -> 
                          series, "predict on this series (medsight predict keeps the input geometry)")
     if ref.grid is not None and on_grid:
         labels = to_original_slices(labels, ref.grid)
-    array = np.asarray(labels.array[0])
-    if array.dtype.kind == "f" and not np.all(np.equal(np.mod(array, 1), 0)):
-        raise user_error("an integer label map", f"dtype {array.dtype} with fractions", out,
-                         "write the argmax labels")
-    if array.dtype.kind not in "biu":
-        array = array.astype(np.int64)
-    return array
+    return integer_labels(labels.array[0], out)
 
 
 def write_rtstruct(

@@ -35,7 +35,7 @@ import numpy as np
 from medsight import __version__
 from medsight.core.atomic import atomic_path
 from medsight.core.display import label_colour
-from medsight.core.image import Image
+from medsight.core.image import Image, integer_labels
 from medsight.errors import MedsightError, require_exists, user_error
 from medsight.io import read_image
 from medsight.io.dicom import series_grid, to_original_slices
@@ -166,11 +166,7 @@ def write_dicom_seg(
                          f"shape {(labels.num_channels, *labels.shape)}", series,
                          "predict on this series (medsight predict keeps the input geometry)")
     grid = series_grid(series, series_uid=uid)
-    array = _source_labels(labels, reference, grid, series)
-    if array.dtype.kind == "f" and not np.all(np.equal(np.mod(array, 1), 0)):
-        raise user_error("an integer label map", f"dtype {array.dtype} with fractions", out, "write the argmax labels")
-    if array.min(initial=0) < 0:
-        raise user_error("non-negative label values", f"minimum {array.min()}", out, "write the argmax labels")
+    array = integer_labels(_source_labels(labels, reference, grid, series), out)
     names = {int(v): n for n, v in (label_names or {}).items()}
     values = sorted({int(v) for v in np.unique(array) if v != 0} | {v for v in names if v != 0})
     if not values:
