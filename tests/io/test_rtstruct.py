@@ -477,3 +477,26 @@ def test_write_multiframe_series_is_refused(tmp_path: Path) -> None:
     lab[0, 0, 1:3, 1:3] = 1
     with pytest.raises(MedsightError, match="single-frame"):
         write_rtstruct(image.with_array(lab), written.paths[0], tmp_path / "x.dcm")
+
+
+@pytest.mark.slow
+def test_a_contour_too_long_for_explicit_vr_is_written_in_implicit_vr(tmp_path: Path) -> None:
+    """A ContourData over 64 KiB of text cannot carry its DS type under Explicit VR (16-bit lengths): the file is
+    written in Implicit VR Little Endian, and reads back exactly; a file with short contours stays Explicit VR."""
+    written = write_series(tmp_path / "series", n_slices=2, rows=1000, columns=1000, slice_step=3.0,
+                           pixel_spacing=(0.5, 0.5), modality="CT")
+    image = read_image(written.folder)
+    lab = np.zeros(image.array.shape, np.uint8)
+    lab[0, 0, 50:950, 50:950] = 1
+    for edge in (lab[0, 0, 49, 50:950:2], lab[0, 0, 950, 50:950:2], lab[0, 0, 50:950:2, 49], lab[0, 0, 50:950:2, 950]):
+        edge[:] = 1  # saw-tooth edges: one contour of about 3 600 vertices, 90 kB of text
+    out = write_rtstruct(image.with_array(lab), written.folder, tmp_path / "rt.dcm", label_names={"a": 1})
+    ds = pydicom.dcmread(out)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian
+    contour = ds.ROIContourSequence[0].ContourSequence[0]
+    assert contour["ContourData"].VR == "DS" and len(contour.ContourData) > 9000
+    np.testing.assert_array_equal(on_grid(read_rtstruct(out, written.folder)[0], image), lab[0, :, :, :])
+    square = np.zeros_like(lab)
+    square[0, 1, 100:200, 100:200] = 1
+    small = write_rtstruct(image.with_array(square), written.folder, tmp_path / "rt_small.dcm")
+    assert pydicom.dcmread(small).file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from medsight import __version__
 from medsight.core.atomic import atomic_path
@@ -59,6 +59,8 @@ INSET = 0.05
 #: Referenced SOP Class of the RT Referenced Study Sequence (the value the RT IODs name: Detached Study
 #: Management).
 _STUDY_COMPONENT = "1.2.840.10008.3.1.2.3.1"
+#: The largest value length Explicit VR allows for a DS element (16-bit length field, even).
+MAX_EXPLICIT_LENGTH = 0xFFFE
 #: Patient and study attributes copied from the source series (type 2: written empty when the source lacks
 #: them).
 _COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -217,9 +219,23 @@ def write_rtstruct(
         observation.RTROIInterpretedType = ""
         observation.ROIInterpreter = ""
         ds.RTROIObservationsSequence.append(observation)
+    if _longest_contour_text(ds) > MAX_EXPLICIT_LENGTH:
+        # Explicit VR gives a DS value a 16-bit length; a longer ContourData would be written as UN, which readers
+        # may not decode. Implicit VR Little Endian (32-bit lengths) is the default syntax every reader supports.
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     with atomic_path(out) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return out
+
+
+def _longest_contour_text(ds: Dataset) -> int:
+    """Bytes of the longest ContourData value (its DS strings and the backslashes between them)."""
+    longest = 0
+    for roi in ds.get("ROIContourSequence", []):
+        for item in roi.get("ContourSequence", []):
+            values = item.get("ContourData") or []
+            longest = max(longest, sum(len(str(v)) for v in values) + max(len(values) - 1, 0))
+    return longest
 
 
 def _structure_set(ref: SeriesSlices, series_description: str) -> Dataset:
