@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python benchmarks/serve_load.py                       # 200 requests, 8 clients, a tiny synthetic run
     python benchmarks/serve_load.py --run runs/hippo --requests 200 --clients 8 --out docs/results/serve_load.json
 
-The server is the real command line (``python -m medsight serve RUN --host 127.0.0.1 --port P --token T``) in its
+The server is the real command line (``MEDSIGHT_TOKEN=T python -m medsight serve RUN --host 127.0.0.1 --port P``) in its
 own process; the clients are threads of this process, each with its own keep-alive ``httpx`` connection, all on
 127.0.0.1 (nothing else is contacted). Before the timed part one prediction job runs on a synthetic volume
 (``--shape``, default 48x160x160 voxels), so the volume and slice requests read a realistically sized image.
@@ -75,8 +75,9 @@ def _volume(work: Path, shape: tuple[int, ...]) -> Path:
 
 def _start_server(run: Path, port: int, token: str, work: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "medsight", "-q", "serve", str(run), "--host", HOST, "--port", str(port),
-           "--token", token, "--work-dir", str(work / "server")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+           "--work-dir", str(work / "server")]  # the token travels in the environment, never on the command line
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "MEDSIGHT_TOKEN": token})
     import httpx
 
     end = time.monotonic() + 120

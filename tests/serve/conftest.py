@@ -14,7 +14,7 @@ from medsight.engine.config import RunOptions
 from medsight.serve import ServeConfig, create_app
 from medsight.tasks.segmentation.pipeline import train
 
-from .helpers import BASE_URL
+from .helpers import BASE_URL, TOKEN
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +34,16 @@ def serve_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def make_client(serve_runs: dict[str, Path], tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """``make(**config) -> TestClient`` on both runs (root: the 3D dataset), work folder in tmp."""
+    """``make(authorized=True, **config) -> TestClient`` on both runs (root: the 3D dataset), work folder in tmp,
+    token :data:`TOKEN` (sent as ``Authorization: Bearer`` unless ``authorized=False``)."""
     clients: list[TestClient] = []
 
-    def make(**changes: Any) -> TestClient:
+    def make(*, authorized: bool = True, **changes: Any) -> TestClient:
         options: dict[str, Any] = {"runs": (serve_runs["runs"],), "roots": (serve_runs["ds3d"],),
-                                   "work_dir": tmp_path / f"work{len(clients)}"}
+                                   "work_dir": tmp_path / f"work{len(clients)}", "token": TOKEN}
         options.update(changes)
-        client = TestClient(create_app(ServeConfig(**options)), base_url=BASE_URL)
+        headers = {"Authorization": f"Bearer {options['token']}"} if authorized and options["token"] else {}
+        client = TestClient(create_app(ServeConfig(**options)), base_url=BASE_URL, headers=headers)
         client.__enter__()
         clients.append(client)
         return client

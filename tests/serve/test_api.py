@@ -110,8 +110,10 @@ def test_png_upload_gives_png_labels(client: TestClient, serve_runs: dict[str, P
 def test_job_with_a_wrong_image_fails_with_a_clear_message(client: TestClient, serve_runs: dict[str, Path]) -> None:
     job = wait_for_job(client, submit(client, "run3d", serve_runs["ds2d"] / "imagesTr" / "case_000_0000.png").json()["id"])
     assert job["status"] == "failed"
-    assert job["message"].startswith("Expected a 3D image as in training, got a 2D image")
-    assert str(client.app.state.medsight.work_dir) not in job["message"]  # type: ignore[attr-defined]
+    # the requirement that was not met, an error id for the server log, and nothing found in the input or a path
+    assert job["message"].startswith("Expected a 3D image as in training, got an input that does not meet it (error id ")
+    assert job["error_id"] and job["error_id"] in job["message"]
+    assert "/" not in job["message"] and ".png" not in job["message"] and "2D" not in job["message"]
     r = client.get(f"/api/jobs/{job['id']}/files/labels")
     assert r.status_code == 409 and r.json()["detail"].startswith("Expected a job that succeeded, got a failed job")
     r = client.get(f"/api/jobs/{job['id']}/volumes/image")  # the input can still be looked at

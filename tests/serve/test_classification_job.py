@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from medsight.cli.app import main
 from medsight.serve import ServeConfig, create_app
 
-from .helpers import BASE_URL, submit, wait_for_job
+from .helpers import BASE_URL, TOKEN, submit, wait_for_job
 
 
 @pytest.mark.slow
@@ -30,8 +30,8 @@ def test_classification_job_with_grad_cam(tmp_path: Path) -> None:
             PILImage.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(tmp_path / "cls" / name / f"{name}_{i}.png")
     assert main(["-q", "train", str(tmp_path / "cls"), "--out", str(tmp_path / "runs" / "cls"), "--epochs", "1",
                  "--model", "smallcnn"]) == 0
-    with TestClient(create_app(ServeConfig(runs=(tmp_path / "runs",), work_dir=tmp_path / "work")),
-                    base_url=BASE_URL) as client:
+    with TestClient(create_app(ServeConfig(runs=(tmp_path / "runs",), work_dir=tmp_path / "work", token=TOKEN)),
+                    base_url=BASE_URL, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         run = client.get("/api/runs").json()["runs"][0]
         assert run["task"] == "classification" and run["classes"] == ["lesion", "normal"] and "auc" in run["metrics"]
         job = wait_for_job(client, submit(client, "cls", tmp_path / "cls" / "lesion" / "lesion_0.png", explain="true")

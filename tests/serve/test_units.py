@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -82,25 +83,34 @@ def test_roots_resolve_inside_only(tmp_path: Path) -> None:
     assert resolve_under_roots("sub/a.nii.gz", [root]) == (root / "sub" / "a.nii.gz").resolve()
     assert resolve_under_roots(str(root / "sub" / "a.nii.gz"), [root]).name == "a.nii.gz"
     for bad, status in (("sub/../sub/a.nii.gz", 400), ("..\\secret", 400), ("", 400), ("a\x00b", 400),
-                        (str(tmp_path), 403), ("sub/none.nii.gz", 404)):
+                        (str(tmp_path), 404), ("sub/none.nii.gz", 404)):
         with pytest.raises(HTTPException) as err:
             resolve_under_roots(bad, [root])
         assert err.value.status_code == status, bad
+    # outside the roots and missing: the same status and the same words (no oracle for what exists)
+    (tmp_path / "secret.txt").write_text("x")
+    answers = []
+    for name in (str(tmp_path / "secret.txt"), str(root / "none.txt")):
+        with pytest.raises(HTTPException) as err:
+            resolve_under_roots(name, [root])
+        answers.append((err.value.status_code, str(err.value.detail).replace(repr(name), "NAME")))
+    assert answers[0] == answers[1]
 
 
 def test_config_checks_and_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
-    assert ServeConfig(host="0.0.0.0").allowed_hosts() == ["*"]
+    assert ServeConfig(host="0.0.0.0", insecure=True).allowed_hosts() == ["*"]
+    assert "proxy.example" in ServeConfig(allow_hosts=("proxy.example",)).allowed_hosts()
     with pytest.raises(ValueError, match="at least 8 characters"):
         ServeConfig(token="short")
     with pytest.raises(ValueError, match="positive --max-upload-mb"):
         ServeConfig(max_upload_mb=0)
 
 
-def test_cli_serve_binds_loopback_and_generates_a_token_beyond_it(serve_runs: dict[str, Path],
-                                                                   monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_serve_binds_loopback_and_always_has_a_token(serve_runs: dict[str, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     import uvicorn
 
     import medsight.cli.serve as cli_serve
@@ -109,17 +119,53 @@ def test_cli_serve_binds_loopback_and_generates_a_token_beyond_it(serve_runs: di
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     monkeypatch.setattr(cli_serve, "_check_port", lambda host, port: None)  # the ports may be taken on this machine
     monkeypatch.delenv("MEDSIGHT_TOKEN", raising=False)
-    assert main(["serve", str(serve_runs["runs"])]) == 0
+    before = set(Path(tempfile.gettempdir()).glob("medsight-serve-*"))
+    assert main(["serve", str(serve_runs["runs"])]) == 0  # bare: a generated token, printed once in the URL
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8000 and calls[-1]["access_log"] is False
+    token = calls[-1]["app"].state.medsight.token
     out = capsys.readouterr().out
-    assert "2 run(s): run2d, run3d" in out and "open http://127.0.0.1:8000/ " in out
-    assert main(["serve", str(serve_runs["run3d"]), "--host", "0.0.0.0", "--port", "8081"]) == 0
-    out = capsys.readouterr().out
-    token = calls[-1]["app"].state.medsight.config.token
-    assert token and f"?token={token}" in out and "generated" in out
+    assert "2 run(s): run2d, run3d" in out and f"open http://127.0.0.1:8000/?token={token} " in out
+    assert out.count(token) == 1 and len(token) >= 24
+    assert main(["serve", str(serve_runs["run3d"]), "--host", "0.0.0.0", "--port", "8081", "--insecure"]) == 0
+    assert calls[-1]["app"].state.medsight.token in capsys.readouterr().out
     monkeypatch.setenv("MEDSIGHT_TOKEN", "from-the-environment")
     assert main(["serve", str(serve_runs["run3d"])]) == 0
-    assert calls[-1]["app"].state.medsight.config.token == "from-the-environment"
+    assert calls[-1]["app"].state.medsight.token == "from-the-environment"
+    assert "from-the-environment" not in capsys.readouterr().out  # the user's own token is not printed
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-private-file\n")
+    token_file.chmod(0o600)
+    assert main(["serve", str(serve_runs["run3d"]), "--token-file", str(token_file)]) == 0
+    assert calls[-1]["app"].state.medsight.token == "from-a-private-file"
+    assert calls[-1]["http"].__name__ == "GuardedH11Protocol"  # the request timeouts are in place
+    # every temporary work folder was removed when its server ended: none is left behind
+    assert not set(Path(tempfile.gettempdir()).glob("medsight-serve-*")) - before
+
+
+def test_cli_serve_refuses_a_token_on_the_command_line_and_readable_token_files(
+        serve_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(serve_runs["run3d"]), "--token", "visible-in-ps-output"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--token-file FILE" in err and "MEDSIGHT_TOKEN" in err
+    token_file = tmp_path / "token"
+    token_file.write_text("readable-by-everyone")
+    token_file.chmod(0o644)
+    assert main(["serve", str(serve_runs["run3d"]), "--token-file", str(token_file)]) == 2
+    assert "only its owner can read (mode 600), got mode 644" in capsys.readouterr().err
+
+
+def test_cli_serve_beyond_loopback_needs_tls_or_insecure(serve_runs: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(serve_runs["run3d"]), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Expected HTTPS (--certfile and --keyfile) for --host 0.0.0.0" in err
+    assert "--insecure" in err
+    assert main(["serve", str(serve_runs["run3d"]), "--host", "0.0.0.0", "--certfile", str(tmp_path / "c.pem")]) == 2
+    assert "both --certfile and --keyfile" in capsys.readouterr().err
+    (tmp_path / "c.pem").write_text("not a certificate")
+    assert main(["serve", str(serve_runs["run3d"]), "--host", "0.0.0.0", "--certfile", str(tmp_path / "c.pem"),
+                 "--keyfile", str(tmp_path / "c.pem")]) == 2
+    assert "Expected a PEM certificate and its private key" in capsys.readouterr().err
 
 
 def test_cli_serve_errors_are_one_line(serve_runs: dict[str, Path], tmp_path: Path,

@@ -13,6 +13,7 @@ route                                                     what
 ``GET .../volumes/{name}``                                a volume's geometry (JSON) for jobs and run cases
 ``GET .../volumes/{name}/data``                           the volume as ``(C, *spatial)`` little-endian bytes
 ``GET .../volumes/{name}/slice.png``                      one slice as PNG, windowed (``window=lung`` or level/width)
+``GET /api/pacs/studies``                                 the DICOM node's studies and their state (``--pacs-workdir``)
 ========================================================  =====================================================
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,12 +31,23 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from medsight.core.display import WINDOW_PRESETS, window_bounds
 from medsight.engine.run import run_task
+from medsight.io import full_suffix
+from medsight.pacs.config import NodeConfig
+from medsight.pacs.store import JobStore
 from medsight.serve.config import ServeConfig
 from medsight.serve.inference import JOBS
 from medsight.serve.jobs import Job, JobManager
+from medsight.serve.limits import check_image
 from medsight.serve.runs import RUN_FILE_SUFFIXES, RunCase, RunCatalog, run_facts
 from medsight.serve.security import api_error, resolve_under_roots
-from medsight.serve.uploads import extract_dicom_zip, save_upload
+from medsight.serve.uploads import (
+    CHUNK,
+    UNZIP_FACTOR,
+    ZIP_HEADER_ALLOWANCE,
+    extract_dicom_zip,
+    save_upload,
+    sniff,
+)
 from medsight.serve.viewer_data import CASE_VOLUMES, case_volume, job_volume
 from medsight.serve.volumes import Volume, VolumeCache, render_png
 
@@ -53,6 +66,8 @@ class ServerState:
     jobs: JobManager
     volumes: VolumeCache
     work_dir: Path
+    token: str
+    close: Callable[[], None]
 
 
 def _state(request: Request) -> ServerState:
@@ -102,9 +117,9 @@ def run_file(request: Request, run: str, file_path: str) -> FileResponse:
     state = _state(request)
     root = _run_path(state, run)
     real = resolve_under_roots(file_path, [root], what="run file")
-    if not real.is_file() or real.suffix.lower() not in RUN_FILE_SUFFIXES:
-        raise api_error(403, f"a report file ({', '.join(RUN_FILE_SUFFIXES)})", repr(file_path[:120]), None,
-                        "ask for report.html or a file it links to")
+    if not real.is_file() or real.suffix.lower() not in RUN_FILE_SUFFIXES:  # 404 like a missing file: no oracle
+        raise api_error(404, f"an existing report file ({', '.join(RUN_FILE_SUFFIXES)})", repr(file_path[:120]), None,
+                        "ask for report.html or a file it links to (checkpoints are never served)")
     headers = {"Content-Security-Policy": REPORT_CSP} if real.suffix.lower() in (".html", ".svg") else {}
     return FileResponse(real, headers=headers)
 
@@ -151,6 +166,21 @@ def create_job(
     return JSONResponse(job.as_json(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
 
 
+def _link_input(real: Path, folder: Path, job_id: str) -> Path:
+    """A link ``folder/<job id><suffix>`` to a file (or series folder) under a root: the case id and every output
+    name then come from the job id, not from the server file's name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / (job_id + ("" if real.is_dir() else full_suffix(real)))
+    link.symlink_to(real, target_is_directory=real.is_dir())
+    return link
+
+
+def _server_kind(real: Path) -> str | None:
+    """The upload kind of a server-side file, from its first bytes (``None``: not one the limits measure)."""
+    with real.open("rb") as fh:
+        return sniff(fh.read(CHUNK))
+
+
 def _build_job(state: ServerState, job_id: str, folder: Path, run: str, run_path: Path, *, file: UploadFile | None,
                path: str | None, reference: UploadFile | None, reference_path: str | None) -> Job:
 
@@ -160,13 +190,20 @@ def _build_job(state: ServerState, job_id: str, folder: Path, run: str, run_path
         input_path, kind, size = saved.path, saved.kind, saved.size
         if kind == "zip":
             input_path = folder / "input" / job_id
-            count = extract_dicom_zip(saved.path, input_path, max_total_bytes=4 * cfg.max_upload_bytes)
+            count = extract_dicom_zip(saved.path, input_path, max_total_bytes=min(
+                UNZIP_FACTOR * cfg.max_upload_bytes, cfg.max_image_bytes + ZIP_HEADER_ALLOWANCE))
             saved.path.unlink()
+            check_image(input_path, "dicom", max_bytes=cfg.max_image_bytes)
             kind = f"zipped DICOM series ({count} files)"
+        else:
+            check_image(input_path, kind, max_bytes=cfg.max_image_bytes)
     else:
-        input_path = resolve_under_roots(path or "", cfg.roots)
-        kind = "server folder" if input_path.is_dir() else "server file"
-        size = input_path.stat().st_size if input_path.is_file() else 0
+        real = resolve_under_roots(path or "", cfg.roots)
+        if real.is_file() and (server_kind := _server_kind(real)) is not None:
+            check_image(real, server_kind, max_bytes=cfg.max_image_bytes)
+        kind = "server folder" if real.is_dir() else "server file"
+        size = real.stat().st_size if real.is_file() else 0
+        input_path = _link_input(real, folder / "input", job_id)
     ref = None
     if reference is not None:
         ref_saved = save_upload(reference.file, reference.filename or "", folder / "reference", job_id,
@@ -174,9 +211,13 @@ def _build_job(state: ServerState, job_id: str, folder: Path, run: str, run_path
         if ref_saved.kind in ("zip", "dicom"):
             raise api_error(415, "a reference label map file (NIfTI, NRRD, MHA, PNG, TIFF)", ref_saved.kind, "'reference'",
                             "convert the reference with 'medsight convert'")
+        check_image(ref_saved.path, ref_saved.kind, max_bytes=cfg.max_image_bytes, field="reference")
         ref = ref_saved.path
     elif reference_path:
-        ref = resolve_under_roots(reference_path, cfg.roots, what="reference file")
+        real_ref = resolve_under_roots(reference_path, cfg.roots, what="reference file")
+        if real_ref.is_file() and (ref_kind := _server_kind(real_ref)) is not None:
+            check_image(real_ref, ref_kind, max_bytes=cfg.max_image_bytes, field="reference")
+        ref = _link_input(real_ref, folder / "reference", job_id)
     return Job(id=job_id, run=run, run_path=run_path, folder=folder, input_path=input_path, input_kind=kind,
                input_bytes=size, reference_path=ref)
 
@@ -185,6 +226,29 @@ def _build_job(state: ServerState, job_id: str, folder: Path, run: str, run_path
 def list_jobs(request: Request) -> dict[str, Any]:
     jobs = sorted(_state(request).jobs.jobs.values(), key=lambda j: j.created, reverse=True)
     return {"jobs": [j.as_json() for j in jobs]}
+
+
+@router.get("/pacs/studies", summary="Studies the DICOM node received, newest first, with their state")
+def pacs_studies(request: Request) -> dict[str, Any]:
+    """Read-only view of the node's job store (``medsight pacs listen``): UIDs, states, counts and reasons; the
+    store holds no patient names or IDs."""
+    workdir = _state(request).config.pacs_workdir
+    if workdir is None:
+        raise api_error(404, "a DICOM node to show", "none", None, "start the server with --pacs-workdir DIR")
+    path = NodeConfig(workdir=workdir).store_path
+    if not path.is_file():
+        return {"studies": [], "node": "no studies received yet"}
+    store = JobStore(path)
+    try:
+        studies = store.studies()
+    finally:
+        store.close()
+    node = str(workdir.resolve())
+    for study in studies:  # no server paths: the node's folders are dropped, and named only as "NODE" in reasons
+        for series in study["series"]:
+            series.pop("folder", None)
+            series["reason"] = str(series.get("reason", "")).replace(node, "NODE").replace(str(workdir), "NODE")
+    return {"studies": studies}
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, outputs and viewer volumes")
@@ -206,7 +270,12 @@ def job_file(request: Request, job_id: str, role: str) -> FileResponse:
     job = _state(request).jobs.get(job_id)
     outputs = job.result.outputs if job.result else {}
     _require(job, role, list(outputs), "output")
-    return FileResponse(outputs[role], filename=outputs[role].name)
+    return FileResponse(outputs[role], filename=download_name(job.id, role, outputs[role]))
+
+
+def download_name(job_id: str, role: str, path: Path) -> str:
+    """``<job id>_<role><suffix>``: what a download is called (never the uploaded file's name)."""
+    return f"{job_id}_{role}{full_suffix(path)}"
 
 
 def _require(job: Job, name: str, available: list[str], kind: str) -> None:
@@ -306,4 +375,4 @@ def case_volume_slice(request: Request, run: str, case_id: str, name: str, axis:
     return _slice_response(_case_volume(_state(request), run, case_id, name), axis, index, channel, window, level, width)
 
 
-__all__ = ["ServerState", "router"]
+__all__ = ["ServerState", "download_name", "router"]

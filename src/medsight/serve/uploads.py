@@ -5,8 +5,10 @@ name), and the name's suffix, when it names a format, agrees with the content. I
 from the job id (the client's file name, which may hold a patient's name, is never stored or logged).
 
 A zip must hold a DICOM series: members with absolute names, ``..`` steps, links or encryption are refused; the
-declared sizes, the member count and each member's compression ratio are checked before anything is unpacked, and
-the bytes actually written are counted again while unpacking (a lying header cannot exceed the limit). Members
+declared sizes, the member count, every member's compression ratio (small members too) and the whole archive's
+are checked before anything is unpacked, and the bytes actually written are counted again while unpacking (a lying
+header cannot exceed the limit). The voxels the unpacked series declares are then checked by
+:mod:`medsight.serve.limits`. Members
 are written as numbered files (their names are dropped); those that are not DICOM are discarded.
 """
 
@@ -27,6 +29,8 @@ from medsight.serve.security import api_error, megabytes
 CHUNK = 1024 * 1024
 #: A zip may unpack to at most this many times the upload limit.
 UNZIP_FACTOR = 4
+#: Beyond the voxel limit, what an unpacked series' DICOM headers may add (a few KB per file).
+ZIP_HEADER_ALLOWANCE = 64 * 1024 * 1024
 MAX_ZIP_MEMBERS = 20000
 #: Larger compression ratios are treated as a zip bomb (DICOM compresses about 2-10x).
 MAX_COMPRESSION_RATIO = 200
@@ -153,11 +157,15 @@ def _check_zip(infos: list[zipfile.ZipInfo], max_total: int) -> None:
         if problem:
             raise api_error(400, "a zip of plain files with relative names", problem, "the upload",
                             "zip the series folder with a standard tool (no links, no '..', no encryption)")
-        if info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) and info.file_size > CHUNK:
+        if info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):  # every member, however small
             raise api_error(413, f"zip members compressed at most {MAX_COMPRESSION_RATIO}:1", "a member compressed "
                             f"{info.file_size / max(info.compress_size, 1):.0f}:1 (a zip bomb?)", "the upload",
                             "upload the series zipped normally")
     total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    if total > MAX_COMPRESSION_RATIO * max(packed, 1):
+        raise api_error(413, f"a zip compressed at most {MAX_COMPRESSION_RATIO}:1", f"{megabytes(packed)} that unpack "
+                        f"to {megabytes(total)} (a zip bomb?)", "the upload", "upload the series zipped normally")
     if total > max_total:
         raise api_error(413, f"a zip that unpacks to at most {megabytes(max_total)}",
                         megabytes(total), "the upload", "upload a smaller series")
@@ -198,4 +206,4 @@ def extract_dicom_zip(zip_path: Path, dest: Path, *, max_total_bytes: int) -> in
     return kept
 
 
-__all__ = ["ACCEPTED", "KINDS", "SavedUpload", "extract_dicom_zip", "save_upload", "sniff"]
+__all__ = ["ACCEPTED", "CHUNK", "KINDS", "UNZIP_FACTOR", "ZIP_HEADER_ALLOWANCE", "SavedUpload", "extract_dicom_zip", "save_upload", "sniff"]
