@@ -257,3 +257,19 @@ def test_convert_never_writes_over_its_input_and_keeps_an_existing_output(tmp_pa
     assert main(["convert", str(src), str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["convert", str(src), str(out), "--overwrite"]) == 0
+
+
+def test_info_counts_nan_voxels_the_reader_turned_into_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SimpleITK reads NaN/Inf as 0: info reports the count the file holds (issue 20: it said 0 beside the warning)."""
+    import nibabel as nib
+
+    data = np.ones((8, 8, 8), dtype=np.float32)
+    data[:4] = np.nan  # 256 NaN
+    data[4:, :4] = np.inf  # 128 Inf
+    path = tmp_path / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    code, out, err = run(capsys, "info", str(path))
+    assert code == 0
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("non-finite")] == ["384"]
+    code, out, _ = run(capsys, "info", str(path), "--json")
+    assert code == 0 and json.loads(out)["image"]["non_finite_voxels"] == 384

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ from medsight.tasks.classification.pipeline import predict_classification
 from medsight.tasks.segmentation.pipeline import predict
 from medsight.tasks.segmentation.predictor import segmentation_predictor
 from medsight.transforms.cache import preprocess_case
+
+from .conftest import copy_run
 
 PROB_TOL = 1e-3
 
@@ -132,7 +135,15 @@ def test_export_refusals(seg3d_run: Path, tmp_path: Path, capsys: pytest.Capture
     assert main(["export", str(seg3d_run), str(tmp_path / "busy")]) == 2  # never overwrite a folder of other files
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
     assert main(["export", str(seg3d_run), str(out), "--format", "torchscript", "--int8"]) == 2
-    assert main(["export", str(seg3d_run), str(out)]) == 0  # an earlier export is replaced
+    before = (out / "export.json").read_bytes()
+    assert main(["export", str(seg3d_run), str(out)]) == 2  # an earlier export is replaced only with --overwrite
+    assert "--overwrite" in capsys.readouterr().err and (out / "export.json").read_bytes() == before
+    inner = copy_run(seg3d_run, out / "run")  # an export folder that holds the run: replacing it would delete the run
+    assert main(["export", str(inner), str(out), "--overwrite"]) == 2 and (inner / "plans.json").is_file()
+    assert "holding the input" in capsys.readouterr().err
+    shutil.rmtree(inner)
+    assert main(["export", str(seg3d_run), str(seg3d_run), "--overwrite"]) == 2  # the run itself
+    assert main(["export", str(seg3d_run), str(out), "--overwrite"]) == 0  # an earlier export is replaced
     assert not list(tmp_path.glob(".export.*"))  # no temporary folder left behind
     err = capsys.readouterr().err
     assert "Traceback" not in err

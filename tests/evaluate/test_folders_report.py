@@ -90,8 +90,10 @@ def test_given_labels_and_default_out_dir(nifti_folders):
     res = evaluate_folders(pred, gt, labels={"liver": 1}, distances=False, bootstrap=0)
     assert {r["label"] for r in res.rows} == {"liver"}
     assert (pred / "per_case.csv").is_file() and (pred / "summary.json").is_file()
-    # the outputs in pred_dir are not mistaken for predictions on a second run
-    assert evaluate_folders(pred, gt, labels={"liver": 1}, distances=False, bootstrap=0).unmatched == ()
+    # the outputs in pred_dir are not mistaken for predictions on a second run (which replaces them only when asked)
+    with pytest.raises(MedsightError, match="--overwrite"):
+        evaluate_folders(pred, gt, labels={"liver": 1}, distances=False, bootstrap=0)
+    assert evaluate_folders(pred, gt, labels={"liver": 1}, distances=False, bootstrap=0, overwrite=True).unmatched == ()
 
 
 def test_shape_mismatch_names_the_file(tmp_path):

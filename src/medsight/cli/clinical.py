@@ -73,6 +73,9 @@ def register(subparsers: Any) -> None:
                    help="folder for files with a burned-in annotation risk (default <OUT_DIR>_quarantine)")
     d.add_argument("--audit", type=Path, metavar="CSV",
                    help="audit file, outside IN_DIR and OUT_DIR (default <OUT_DIR>_deid_audit.csv)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="write into an OUT_DIR with files in it and replace an existing audit CSV (default: refused, "
+                   "unless OUT_DIR holds the DEID_INCOMPLETE marker of an unfinished run)")
     d.set_defaults(func=run_deid)
 
     q = subparsers.add_parser(
@@ -89,6 +92,7 @@ def register(subparsers: Any) -> None:
                    help="overlay window: lung, mediastinum, abdomen, soft_tissue, liver, bone, brain, ... or 40,400 "
                    "(default soft_tissue for CT)")
     q.add_argument("--series", metavar="UID", help="SeriesInstanceUID when the image folder holds several")
+    q.add_argument("--overwrite", action="store_true", help="replace quantification.csv/.html of an earlier run")
     q.set_defaults(func=run_quantify)
 
     t = subparsers.add_parser(
@@ -99,6 +103,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("pred", type=Path, metavar="PRED", help="a label map or a folder of them")
     t.add_argument("--prob-dir", type=Path, metavar="DIR", help="<case>[_probabilities].npz files for the scores")
     t.add_argument("--out", type=Path, metavar="CSV", help="output CSV (default PRED_DIR/lesions.csv)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing output CSV (never an input)")
     add_lesion_options(t)
     t.set_defaults(func=run_detect)
 
@@ -111,7 +116,7 @@ def run_deid(args: argparse.Namespace) -> int:
     from medsight.io.deid_folder import check_locations, deidentify_folder
 
     check_locations(args.in_dir, args.out_dir, audit_csv=args.audit, key_file=args.key,
-                    quarantine_dir=args.quarantine)
+                    quarantine_dir=args.quarantine, overwrite=args.overwrite)
     key = None
     if args.key is not None:
         key, created = DeidKey.load_or_create(args.key)
@@ -124,7 +129,8 @@ def run_deid(args: argparse.Namespace) -> int:
                           device_identity=args.keep_device_identity, clean_descriptors=args.clean_descriptors,
                           accept_burned_in=args.accept_burned_in)
     result = deidentify_folder(args.in_dir, args.out_dir, key=key, options=options, audit_csv=args.audit,
-                               quarantine_dir=args.quarantine, progress=case_bar("deid", args.quiet))
+                               quarantine_dir=args.quarantine, progress=case_bar("deid", args.quiet),
+                               overwrite=args.overwrite)
     print(f"de-identified {len(result.written)} file(s) into {args.out_dir}")
     print(f"audit: {result.audit_csv}")
     if result.quarantined:
@@ -151,7 +157,7 @@ def run_quantify(args: argparse.Namespace) -> int:
 
     out = args.out or args.labels.parent / f"{strip_suffix(args.labels)}_quantification"
     result = write_quantification(args.image, args.labels, out, label_names=parse_labels(args.label_names),
-                                  window=args.window, series_uid=args.series)
+                                  window=args.window, series_uid=args.series, overwrite=args.overwrite)
     for r in result.rows:
         if r["level"] != "label":
             continue
@@ -173,6 +179,6 @@ def run_detect(args: argparse.Namespace) -> int:
     pred = args.pred
     out = args.out or (pred if pred.is_dir() else pred.parent) / "lesions.csv"
     path = detect_folder(pred, out, prob_dir=args.prob_dir, value=args.lesion_label, threshold=args.threshold,
-                         min_volume=args.min_volume)
+                         min_volume=args.min_volume, overwrite=args.overwrite)
     print(path)
     return 0

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     init.add_argument("--out", type=Path, default=None, help="output file (default: DIR/dataset.json)")
     init.add_argument("--labels", default=None, metavar="NAME=VALUE,...",
                       help="label names and values, e.g. background=0,vessel=1 (default: inferred from the files)")
-    init.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    init.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                      help="replace an existing output file (--force is the older name)")
     init.set_defaults(func=run_init)
 
     imp = sub.add_parser(
@@ -81,8 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     imp.add_argument("--modality", default=None,
                      help="import image series of this modality only (default: the most common labelled one)")
     imp.add_argument("--name", default=None, help="dataset name in dataset.json (default: OUT's folder name)")
-    imp.add_argument("--force", action="store_true",
-                     help="replace a previous dataset in OUT (a folder with dataset.json) once the new one is complete")
+    imp.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                     help="replace a previous dataset in OUT (a folder with dataset.json) once the new one is complete "
+                          "(--force is the older name)")
     imp.set_defaults(func=run_import)
 
 
@@ -178,7 +180,7 @@ def run_init(args: argparse.Namespace) -> int:
         raise user_error("an output file", "a folder", out, "pass a file name with --out")
     if out.exists() and not args.force:
         raise user_error("an output path that does not exist yet", "an existing file", out,
-                         "pass --force to overwrite it, or --out to write elsewhere")
+                         "pass --overwrite (or --force) to replace it, or --out to write elsewhere")
     labels = parse_labels(args.labels, background=True)
     spec = load_dataset(folder)
     data = infer_spec_json(spec, labels=labels)

@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
                    help="<case>.npz files holding 'probabilities' (C, *spatial), for the pixel AUC")
     p.add_argument("--out", type=Path, metavar="DIR", help="where to write per_case.csv and summary.json (default PRED_DIR)")
     p.add_argument("--no-distances", action="store_true", help="skip HD95 and ASSD (much faster on large volumes)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace per_case.csv/summary.json (lesion outputs with --lesions) of an earlier evaluation "
+                   "(an input file is never written over)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.add_argument("--lesions", action="store_true",
                    help="lesion-level evaluation instead: sensitivity, FP per case, FROC, CPM (see docs/clinical.md)")
@@ -97,7 +100,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return run_lesion_evaluation(args)
     result = evaluate_folders(
         args.pred_dir, args.gt_dir, labels=parse_labels(args.labels), roi_dir=args.roi_dir,
-        prob_dir=args.prob_dir, out_dir=args.out, distances=not args.no_distances,
+        prob_dir=args.prob_dir, out_dir=args.out, distances=not args.no_distances, overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(json_safe(result.summary), indent=2))
@@ -120,7 +123,8 @@ def run_lesion_evaluation(args: argparse.Namespace) -> int:
     from medsight.evaluate.lesion_folders import evaluate_lesion_folders
 
     result = evaluate_lesion_folders(args.pred_dir, args.gt_dir, prob_dir=args.prob_dir, out_dir=args.out,
-                                     value=args.lesion_label, threshold=args.threshold, min_volume=args.min_volume)
+                                     value=args.lesion_label, threshold=args.threshold, min_volume=args.min_volume,
+                                     overwrite=args.overwrite)
     summary = result.froc.as_dict()
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -19,10 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--label", type=int, help="segmentation: the label to explain (default: the first foreground label)")
     e.add_argument("--fold", default=None, help="which fold's network (default: the first trained)")
     e.add_argument("--device")
+    e.add_argument("--overwrite", action="store_true", help="write into an OUTPUT folder with files in it, replacing "
+                   "earlier heat maps of the same names (never an input, nor a folder holding one)")
     e.set_defaults(func=cmd_explain)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from medsight.core.outputs import check_output_folder
     from medsight.engine.checkpoint import load_checkpoint
     from medsight.engine.run import checkpoints, plan_task
     from medsight.tasks import TASKS, get_task
@@ -35,6 +38,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                      fallback_last=False).values()))
     else:
         raise user_error("a run folder or a checkpoint file", "nothing", model, "check the path")
+    check_output_folder(args.output, [args.input, ckpt], overwrite=args.overwrite)
     state = load_checkpoint(ckpt)
     task = get_task(plan_task(state.get("plan") or {}))
     if task.explain is None:

@@ -44,9 +44,9 @@ examples:
 outputs: .nii.gz/.nii/.nrrd/.mha keep values and geometry. PNG/TIFF/BMP of a volume give one file per slice
 (<stem>_000.png ...), values mapped to 0..255 with one range for the whole volume (min-max, or the window);
 a 2D uint8/uint16 image keeps its values, other 2D images are mapped to 0..255 with a note.
-overwriting: every output file is written under a temporary name and renamed when complete, so an existing
-file is replaced whole (never left half-written). Existing slice files of an earlier, longer export are not
-deleted; the command says when some are left over.
+overwriting: an existing output file is replaced only with --overwrite (the input never), and then whole: every
+output file is written under a temporary name and renamed when complete. Existing slice files of an earlier,
+longer export are not deleted; the command says when some are left over.
 """
 
 

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--fixed-labels", help="the fixed image's label map: report Dice per label of the warped labels")
     r.add_argument("--model", help="a run folder (or checkpoint) of 'medsight train --task registration': use the network")
     r.add_argument("--device", help="with --model: cpu, cuda (default cpu)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="write into an OUT_DIR with files in it, replacing earlier results (an input is never written over)")
     r.set_defaults(func=cmd_register)
 
     w = sub.add_parser("warp", help="apply a saved transform to an image or a label map")
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("out", help="output image (.nii.gz, .nrrd, .mha)")
     w.add_argument("--reference", help="the fixed image whose grid the output takes (default: the input's own grid)")
     w.add_argument("--labels", action="store_true", help="a label map: nearest neighbour, values and dtype kept")
+    w.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never an input)")
     w.set_defaults(func=cmd_warp)
 
 
@@ -74,7 +77,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     report = register_files(args.fixed, args.moving, args.out_dir, config=config, model=args.model, fixed_mask=args.fixed_mask,
                             moving_labels=args.moving_labels, fixed_labels=args.fixed_labels, device=args.device,
-                            progress=None if args.quiet else stage_line)
+                            progress=None if args.quiet else stage_line, overwrite=args.overwrite)
     if "mean_dice" in report:
         print("Dice per label: " + ", ".join(f"{k}: {v:.4f}" for k, v in report["dice"].items()) + f"  (mean {report['mean_dice']:.4f})")
     print(f"folding fraction (Jacobian <= 0): {report['folding_fraction']:.5f}   time {report['seconds']:.1f}s")
@@ -84,9 +87,12 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_warp(args: argparse.Namespace) -> int:
+    from medsight.core.outputs import check_new_output
     from medsight.io import read_image, write_image
     from medsight.tasks.registration.transforms import load_transform, warp_image
 
+    inputs = [p for p in (args.transform, args.image, args.reference) if p is not None]
+    check_new_output(args.out, inputs, overwrite=args.overwrite)
     transform = load_transform(args.transform)
     image = read_image(args.image)
     reference = read_image(args.reference) if args.reference else None

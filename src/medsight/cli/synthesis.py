@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s = sub.add_parser("sample", help="write N synthetic cases in the dataset's own format, marked synthetic")
     s.add_argument("gan_dir", help="a folder written by 'medsight synthesize train'")
     s.add_argument("n", type=int, help="number of cases")
-    s.add_argument("out", help="output folder (new)")
+    s.add_argument("out", help="output folder (new or empty; never the GAN folder)")
+    s.add_argument("--overwrite", action="store_true", help="write into a folder with files in it, replacing an "
+                   "earlier sample's files of the same names")
     s.add_argument("--class", dest="class_name", help="class-conditional GAN: only this class (name or index)")
     s.add_argument("--seed", type=int, default=0, help="the same seed writes the same cases")
     s.add_argument("--device", help="cpu (default) or cuda")
@@ -68,7 +70,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from medsight.tasks.synthesis.sample import sample_gan
 
     written = sample_gan(args.gan_dir, args.n, args.out, class_name=args.class_name, seed=args.seed, device=args.device,
-                         checkpoint=args.checkpoint, progress=case_bar("sample", args.quiet))
+                         checkpoint=args.checkpoint, progress=case_bar("sample", args.quiet), overwrite=args.overwrite)
     print(f"{args.n} synthetic cases in {args.out} ({len(written)} files; manifest {written[-1]})")
     print(f"mix into training: medsight train DATASET --synthetic {args.out} --synthetic-ratio 0.5")
     return 0

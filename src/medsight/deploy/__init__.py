@@ -7,7 +7,9 @@ Modules:
   and :class:`~medsight.engine.networks.OnnxNetwork`, the adapter that lets the existing predictors run onnxruntime;
 * :mod:`~medsight.deploy.export` - ``medsight export``: every fold of a run plus its plan, written atomically;
 * :mod:`~medsight.engine.runtime` - the networks of a run or an export for an engine (``torch`` or ``onnx``);
-* :mod:`~medsight.report.card` - ``MODEL_CARD.md`` + ``model_card.json`` and the weights check of ``--verify``;
+* :mod:`~medsight.report.card` - ``MODEL_CARD.md`` + ``model_card.json``;
+* :mod:`~medsight.report.digest` - the model digest the user pins (``--expect-sha256``) and the card consistency
+  check of ``--verify``; :mod:`~medsight.core.pinned` serves the hashed bytes to the loaders;
 * :mod:`~medsight.deploy.audit` - one JSON line per prediction in ``audit.jsonl``;
 * :mod:`~medsight.data.sanity` - modality, spacing and intensity of an input against the training fingerprint.
 """

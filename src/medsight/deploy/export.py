@@ -6,6 +6,7 @@ Export folder::
         plans.json         the plan the networks were trained with, with the run's postprocessing decision
         calibration.json   classification: per-fold temperatures and the decision thresholds
         config.json        the run's training configuration (when present)
+        uncertainty.json   segmentation: the review threshold chosen on the validation folds (when present)
         fold_K/model.onnx  (or model.pt for TorchScript; model.onnx holds int8 weights with --int8)
         MODEL_CARD.md  model_card.json   the run's card, with the exported files' checksums
 
@@ -25,21 +26,29 @@ from typing import Any
 from medsight import __version__
 from medsight.core.atomic import write_text
 from medsight.core.hashing import sha256_file, utc_timestamp
+from medsight.core.outputs import refuse_output_holding_input
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.networks import FORMATS, OPSET, quantize_int8, signature, to_onnx, to_torchscript
 from medsight.engine.run import FOLD_PREFIX
 from medsight.engine.runtime import MANIFEST, fold_files, read_manifest
 from medsight.errors import did_you_mean, user_error
-from medsight.report.card import build_model_card, write_card
+from medsight.report.card import build_model_card, digest_section, write_card
+from medsight.report.digest import read_model
 from medsight.tasks import load_run_plan
 
 _FILE = {"onnx": "model.onnx", "torchscript": "model.pt"}
 
 
-def _check_target(out: Path) -> None:
+def _check_target(out: Path, run: Path, overwrite: bool) -> None:
+    """OUT is replaced as a whole: never the run or a folder holding it; an earlier export only with ``overwrite``;
+    never a file or a folder with other content."""
+    refuse_output_holding_input(out, [run])
     if out.exists() and not (out.is_dir() and (read_manifest(out) is not None or not any(out.iterdir()))):
         raise user_error("a new folder or an earlier medsight export as OUT", "an existing file or folder with other content",
-                         out, "choose another OUT (an earlier export there is replaced)")
+                         out, "choose another OUT (only an earlier export is replaced, with --overwrite)")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise user_error("a new export folder", "an earlier export", out,
+                         "choose another OUT, or pass --overwrite to replace it once the new export is complete")
 
 
 def _plan_dict(run: Path, first_checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -64,15 +73,17 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8: bool = False,
-               folds: list[int] | None = None) -> Path:
+               folds: list[int] | None = None, overwrite: bool = False) -> Path:
     """Export the folds of a trained run (see the module docstring); returns ``out``.
 
     Args:
         run_dir: a run folder made by ``medsight train``.
-        out: the export folder (created; an earlier export there is replaced).
+        out: the export folder (created; an earlier export there is replaced only with ``overwrite``; never the run
+            or a folder holding it).
         fmt: ``onnx`` or ``torchscript``.
         int8: ONNX only: dynamic int8 quantisation of the weights (see :func:`medsight.engine.networks.quantize_int8`).
         folds: export only these folds (default every trained fold).
+        overwrite: replace an earlier export in ``out`` (once the new one is complete).
     """
 
     run, out = Path(run_dir), Path(out)
@@ -83,7 +94,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
     if read_manifest(run) is not None:
         raise user_error("a run folder made by 'medsight train'", "an export folder", run, "export from the run folder")
     checkpoints = fold_files(run, folds=folds)
-    _check_target(out)
+    _check_target(out, run, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -116,7 +127,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
             "created": utc_timestamp(), "source_run": str(run.resolve()), "folds": entries,
         }
         write_text(tmp / "plans.json", json.dumps(plan, indent=2) + "\n")
-        for name in ("calibration.json", "config.json"):
+        for name in ("calibration.json", "config.json", "uncertainty.json"):
             if (run / name).is_file():
                 shutil.copyfile(run / name, tmp / name)
         write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -124,6 +135,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, fmt: str = "onnx", int8:
         card["source_weights"] = card["weights"]
         card["weights"] = [{"fold": k, "file": v["file"], "sha256": v["sha256"], "bytes": v["bytes"]} for k, v in entries.items()]
         card["export"] = {k: manifest[k] for k in ("format", "quantization", "opset", "created")}
+        card["model_digest"] = digest_section(read_model(tmp))  # export.json, plans.json, calibration, fold files
         write_card(card, tmp)
         _replace_dir(tmp, out)
     except BaseException:

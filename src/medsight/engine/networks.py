@@ -8,6 +8,7 @@ preprocessing, sliding window, test-time mirroring, fold averaging, calibration 
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 import warnings
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsight.core.pinned import read_bytes
 from medsight.errors import did_you_mean, user_error
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ def make_session(model: bytes | str | Path, options: OnnxOptions | None = None) 
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # errors only
-    source = model if isinstance(model, bytes) else str(model)
+    source = model if isinstance(model, bytes) else read_bytes(model)  # the hashed bytes when pinned (core.pinned)
     try:
         return ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for invalid or corrupt graphs
@@ -208,7 +210,7 @@ class OnnxNetwork(nn.Module):
 def load_torchscript(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """A TorchScript network written by :func:`to_torchscript` (eval mode)."""
     try:
-        model = torch.jit.load(str(path), map_location=device)
+        model = torch.jit.load(io.BytesIO(read_bytes(path)), map_location=device)  # pinned bytes (core.pinned)
     except RuntimeError as exc:
         raise user_error("a TorchScript archive", f"a file torch.jit cannot load ({exc.__class__.__name__})", path,
                          "export it again with 'medsight export RUN --format torchscript OUT'") from exc

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medsight.core.pinned import is_pinned, read_text
 from medsight.errors import user_error
 
 PLANS = "plans.json"
@@ -84,10 +85,10 @@ def read_plan_json(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / PLANS
-    if not p.is_file():
+    if not is_pinned(p) and not p.is_file():
         raise user_error("a plans.json file", "none", p, "run 'medsight plan DATASET' (or train) first")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(read_text(p))  # the bytes a prediction hashed, when it pinned them (core.pinned)
     except json.JSONDecodeError as exc:
         raise user_error("valid JSON", f"a parse error ({exc.msg} at line {exc.lineno})", p, "fix the edit or re-plan") from exc
     if not isinstance(data, dict):
@@ -121,8 +122,8 @@ def fold_temperatures(run: str | Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for fd in fold_dirs(run):
         path = fd / CALIBRATION
-        if path.is_file():
-            value = json.loads(path.read_text(encoding="utf-8")).get("temperature")
+        if is_pinned(path) or path.is_file():
+            value = json.loads(read_text(path)).get("temperature")
             if isinstance(value, (int, float)):
                 out[fold_name(fd)] = float(value)
     return out

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medsight.core.pinned import is_pinned, read_text
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.networks import (
     OnnxNetwork,
@@ -38,10 +39,10 @@ MANIFEST = "export.json"
 def read_manifest(root: str | Path) -> dict[str, Any] | None:
     """The ``export.json`` of an export folder, or ``None`` for a run folder."""
     path = Path(root) / MANIFEST
-    if not path.is_file():
+    if not is_pinned(path) and not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))  # the hashed bytes during a checked prediction (core.pinned)
     except json.JSONDecodeError as exc:
         raise user_error("a valid export.json", f"a parse error ({exc.msg} at line {exc.lineno})", path,
                          "export the run again with 'medsight export'") from exc

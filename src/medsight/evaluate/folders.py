@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from medsight.core.atomic import write_text
+from medsight.core.outputs import check_new_outputs
 from medsight.core.tables import json_safe
 from medsight.data.dataset import file_stem, image_files, match_files, read_label_map, read_mask
 from medsight.errors import InputNotFoundError, MedsightError, user_error
+from medsight.io.cases import UNCERTAINTY_SUFFIX
 from medsight.metrics.summary import SegmentationEvaluator, rows_to_csv
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ def evaluate_folders(
     distances: bool = True,
     bootstrap: int = 1000,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Score every reference label map against its prediction and write ``per_case.csv`` + ``summary.json``.
 
@@ -132,6 +135,7 @@ def evaluate_folders(
         distances: compute HD95/ASSD (the slow part).
         bootstrap: bootstrap resamples for the CIs (0: none).
         seed: seed of the bootstrap.
+        overwrite: replace an existing ``per_case.csv`` / ``summary.json`` (an input file is never written over).
 
     Returns:
         The :class:`EvaluationResult`.
@@ -145,10 +149,11 @@ def evaluate_folders(
     gt_files = image_files(gt_dir)
     if not gt_files:
         raise user_error("reference label files (.nii.gz, .png, .gif, ...)", "none", gt_dir, "point at the label folder")
-    pred_files = image_files(pred_dir)
+    pred_files = [f for f in image_files(pred_dir) if not file_stem(f).endswith(UNCERTAINTY_SUFFIX)]  # maps, not labels
     if not pred_files:
         raise user_error("prediction files (.nii.gz, .png, ...)", "none", pred_dir,
                          "point at the folder the predictions were written to")
+    check_new_outputs([out / "per_case.csv", out / "summary.json"], [*gt_files, *pred_files], overwrite=overwrite)
     pairs, rule = match_files(gt_files, pred_files, None, None)
     used: dict[Path, str] = {}
     for gt_stem, paired in pairs.items():

@@ -17,6 +17,7 @@ import numpy as np
 
 from medsight.core.atomic import atomic_path, write_text
 from medsight.core.image import Image
+from medsight.core.outputs import check_new_output, check_new_outputs
 from medsight.core.tables import json_safe
 from medsight.data.dataset import file_stem, image_files, match_files, read_mask
 from medsight.errors import user_error
@@ -83,12 +84,15 @@ def _rows(case: str, image: Image, detections: list[Detection], match: CaseMatch
 
 
 def detect_folder(pred: str | Path, out_csv: str | Path, *, prob_dir: str | Path | None = None,
-                  value: int | None = None, threshold: float | None = None, min_volume: float = 0.0) -> Path:
-    """Write one CSV row per detected lesion of every label map in ``pred`` (a folder or one file)."""
+                  value: int | None = None, threshold: float | None = None, min_volume: float = 0.0,
+                  overwrite: bool = False) -> Path:
+    """Write one CSV row per detected lesion of every label map in ``pred`` (a folder or one file); an existing
+    ``out_csv`` is replaced only with ``overwrite``, an input never."""
     p = Path(pred)
     files = image_files(p) if p.is_dir() else [p]
     if not files:
         raise user_error("label maps (.nii.gz, .png, ...)", "none", p, "point at the prediction folder")
+    check_new_output(out_csv, files, overwrite=overwrite)
     probs = _probability_files(Path(prob_dir) if prob_dir is not None else None)
     rows: list[dict[str, Any]] = []
     for f in files:
@@ -112,18 +116,23 @@ class LesionEvaluation:
 
 def evaluate_lesion_folders(pred_dir: str | Path, gt_dir: str | Path, *, prob_dir: str | Path | None = None,
                             out_dir: str | Path | None = None, value: int | None = None,
-                            threshold: float | None = None, min_volume: float = 0.0) -> LesionEvaluation:
+                            threshold: float | None = None, min_volume: float = 0.0,
+                            overwrite: bool = False) -> LesionEvaluation:
     """Lesion-level evaluation: detections of every prediction matched to the reference lesions; FROC and CPM.
 
     Writes ``lesion_detections.csv`` (every detection with its status), ``froc.csv``, ``lesion_summary.json``
     (sensitivity, FP per case, CPM, sensitivity at each CPM rate, the matching rule) and ``froc.png``.
-    A reference without a prediction counts as a case with no detections.
+    A reference without a prediction counts as a case with no detections. Existing outputs are replaced only with
+    ``overwrite``; an input file never.
     """
 
     pred_path, gt_path = existing_folder(pred_dir, "prediction"), existing_folder(gt_dir, "reference")
     gt_files, pred_files = image_files(gt_path), image_files(pred_path)
     if not gt_files:
         raise user_error("reference label files", "none", gt_path, "point at the label folder")
+    out = Path(out_dir) if out_dir is not None else pred_path
+    check_new_outputs([out / n for n in ("lesion_detections.csv", "froc.csv", "lesion_summary.json", "froc.png")],
+                      [*gt_files, *pred_files], overwrite=overwrite)
     pairs, _ = match_files(gt_files, pred_files, None, None)
     probs = _probability_files(Path(prob_dir) if prob_dir is not None else None)
     matches: list[CaseMatch] = []
@@ -144,7 +153,6 @@ def evaluate_lesion_folders(pred_dir: str | Path, gt_dir: str | Path, *, prob_di
         matches.append(match)
         rows += _rows(case, image, detections, match)
     result = froc(matches)
-    out = Path(out_dir) if out_dir is not None else pred_path
     det_csv = write_text(out / "lesion_detections.csv", csv_text(rows, DETECTION_COLUMNS))
     curve = [{"threshold": t, "sensitivity": s, "fp_per_case": f}
              for t, s, f in zip(result.thresholds, result.sensitivity, result.fp_per_case)]

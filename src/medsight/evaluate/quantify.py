@@ -21,6 +21,7 @@ import numpy as np
 from medsight.core.atomic import write_text
 from medsight.core.display import resolve_window
 from medsight.core.image import Image
+from medsight.core.outputs import check_new_outputs
 from medsight.errors import user_error
 from medsight.io import read_image
 from medsight.io.dicom_seg import is_dicom_seg, read_dicom_seg, segment_names
@@ -189,7 +190,7 @@ image units. Overlay window: {window_text}.</p>
 
 def write_quantification(image_path: str | Path, labels_path: str | Path, out_dir: str | Path, *,
                          label_names: Mapping[str, int] | None = None, window: Any = None,
-                         series_uid: str | None = None) -> QuantifyResult:
+                         series_uid: str | None = None, overwrite: bool = False) -> QuantifyResult:
     """Read an image and its label map, quantify, and write ``quantification.csv`` and ``quantification.html``.
 
     Args:
@@ -200,7 +201,11 @@ def write_quantification(image_path: str | Path, labels_path: str | Path, out_di
         window: overlay window (preset name or ``(level, width)``); default ``soft_tissue`` for CT, else
             percentiles.
         series_uid: DICOM series to read when the image folder holds several.
+        overwrite: replace the outputs of an earlier run (an input is never written over).
     """
+    out = Path(out_dir)
+    check_new_outputs([out / "quantification.csv", out / "quantification.html"], [image_path, labels_path],
+                      overwrite=overwrite)
 
     image = read_image(image_path, series_uid=series_uid)
     if is_dicom_seg(labels_path):
@@ -213,7 +218,6 @@ def write_quantification(image_path: str | Path, labels_path: str | Path, out_di
     if window is None and image.source.modality == "CT":
         window = "soft_tissue"
     rows = quantify(image, labels, label_names=label_names)
-    out = Path(out_dir)
     csv_path = write_text(out / "quantification.csv", csv_text(rows, COLUMNS))
     title = f"Quantification of {Path(labels_path).name} on {Path(image_path).name}"
     html_path = write_text(out / "quantification.html", render_html(rows, image, labels, window=window, title=title))

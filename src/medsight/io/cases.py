@@ -14,6 +14,10 @@ from medsight.errors import MedsightError, user_error
 from medsight.io import detect_format, full_suffix, strip_suffix
 from medsight.io.dicom import find_dicom_files
 
+#: Name suffix of the voxel-uncertainty maps ``predict --uncertainty`` writes beside label maps
+#: (``<case>_uncertainty<suffix>``): never a prediction to score or a case to list.
+UNCERTAINTY_SUFFIX = "_uncertainty"
+
 
 def write_probabilities(path: Path, probs: np.ndarray) -> Path:
     """Atomically write class probabilities ``(K, *spatial)`` as ``probabilities`` in a compressed ``.npz``."""

@@ -92,12 +92,16 @@ def _within(path: Path, folder: Path) -> bool:
 
 
 def check_locations(in_dir: str | Path, out_dir: str | Path, *, audit_csv: str | Path | None = None,
-                    key_file: str | Path | None = None, quarantine_dir: str | Path | None = None) -> None:
+                    key_file: str | Path | None = None, quarantine_dir: str | Path | None = None,
+                    overwrite: bool = False) -> None:
     """Refuse (one :class:`MedsightError` line) outputs that would mix with the input or with the shared output.
 
     ``OUT_DIR`` may not be ``IN_DIR``, lie inside it or contain it; the audit CSV and the key file may not lie inside
     either (so neither can replace an input file, and neither ends up in the data that is shared) nor be the same
-    file; the quarantine folder may neither lie inside nor contain either folder.
+    file; the quarantine folder may neither lie inside nor contain either folder. Without ``overwrite``, an
+    ``OUT_DIR`` with files in it, an existing audit CSV or a quarantine folder with files in it (the default ones
+    when ``audit_csv`` / ``quarantine_dir`` are ``None``) are refused too, unless ``OUT_DIR`` holds the
+    ``DEID_INCOMPLETE`` marker of a run that did not finish (a rerun completes it).
     """
     src, dst = Path(in_dir).resolve(), Path(out_dir).resolve()
     if _within(dst, src):
@@ -123,6 +127,17 @@ def check_locations(in_dir: str | Path, out_dir: str | Path, *, audit_csv: str |
             if _within(q, folder) or _within(folder, q):
                 raise user_error(f"a quarantine folder apart from {name}", str(quarantine_dir), f"{name} {folder}",
                                  "choose a folder beside OUT_DIR, e.g. the default <OUT_DIR>_quarantine")
+    if dst.exists() and not dst.is_dir():
+        raise user_error("an output folder", "an existing file", out_dir, "choose a folder name for OUT_DIR")
+    if overwrite or (dst / INCOMPLETE_MARKER).is_file():
+        return
+    audit = Path(audit_csv) if audit_csv is not None else default_audit_path(out_dir)
+    quarantine = Path(quarantine_dir) if quarantine_dir is not None else default_quarantine_path(out_dir)
+    for what, path in (("OUT_DIR", Path(out_dir)), ("the audit CSV", audit), ("the quarantine folder", quarantine)):
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            raise user_error(f"a new or empty {what} (an earlier de-identification is kept)",
+                             "an existing file" if path.is_file() else "a folder with files in it", path,
+                             "choose another OUT_DIR, or pass --overwrite to replace the files of the same names")
 
 
 def _output_name(ds: Dataset) -> Path:
@@ -219,6 +234,7 @@ def deidentify_folder(
     audit_csv: str | Path | None = None,
     quarantine_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> DeidResult:
     """De-identify every DICOM file under ``in_dir`` into ``out_dir`` (see the module docstring).
 
@@ -231,6 +247,8 @@ def deidentify_folder(
         audit_csv: where to write the audit (default :func:`default_audit_path`).
         quarantine_dir: where files with a burned-in annotation risk go (default :func:`default_quarantine_path`).
         progress: ``progress(done, total)`` after each file.
+        overwrite: write into an ``out_dir`` with files in it and replace an existing audit CSV (see
+            :func:`check_locations`; files of the same names are replaced, each atomically, others are left).
 
     Returns:
         The :class:`DeidResult`.
@@ -245,7 +263,7 @@ def deidentify_folder(
     options = options or DeidOptions()
     audit = Path(audit_csv) if audit_csv is not None else default_audit_path(dst)
     quarantine = Path(quarantine_dir) if quarantine_dir is not None else default_quarantine_path(dst)
-    check_locations(src, dst, audit_csv=audit, quarantine_dir=quarantine)
+    check_locations(src, dst, audit_csv=audit, quarantine_dir=quarantine, overwrite=overwrite)
     key = key or DeidKey.generate()
     files = find_dicom_files(src)
     if not files:

@@ -25,6 +25,7 @@ from medsight.core.atomic import write_text
 from medsight.core.case import Case
 from medsight.core.image import Image
 from medsight.core.outputs import check_new_output
+from medsight.core.pinned import is_pinned, read_text
 from medsight.core.tables import json_safe
 from medsight.data.dataset import load_case
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
@@ -119,7 +120,8 @@ class MultitaskPredictor:
         run = Path(run_dir)
         plan = MultitaskPlan.load(run / "plans.json")
         ckpts = list(checkpoints(run, folds=folds, fallback_last=False).values())
-        cal = json.loads((run / "calibration.json").read_text()) if (run / "calibration.json").is_file() else {}
+        cal_file = run / "calibration.json"  # the hashed bytes during a checked prediction (core.pinned)
+        cal = json.loads(read_text(cal_file)) if is_pinned(cal_file) or cal_file.is_file() else {}
         temps = cal.get("temperature") or {}
         return cls.from_checkpoints(ckpts, plan=plan, device=device, tta=tta,
                                     temperatures=[float(temps.get(fold_name(c), 1.0)) for c in ckpts],

@@ -15,6 +15,7 @@ from typing import Any
 
 from medsight.core.atomic import write_text
 from medsight.core.image import Image
+from medsight.core.outputs import check_output_folder
 from medsight.io import read_image, write_image
 from medsight.tasks.registration.classical import (
     RegistrationConfig,
@@ -40,11 +41,14 @@ def register_files(fixed_path: str | Path, moving_path: str | Path, out_dir: str
                    config: RegistrationConfig | None = None, model: str | Path | None = None,
                    fixed_mask: str | Path | None = None, moving_labels: str | Path | None = None,
                    fixed_labels: str | Path | None = None, device: str | None = None,
-                   progress: Callable[[StageResult], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[StageResult], None] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Register ``moving_path`` onto ``fixed_path`` classically (``config``) or with a trained network (``model``).
 
-    Returns the content of ``registration.json``.
+    ``out_dir`` is new or empty (earlier results are replaced only with ``overwrite``), and never an input or a folder
+    holding one. Returns the content of ``registration.json``.
     """
+    inputs = [p for p in (fixed_path, moving_path, fixed_mask, moving_labels, fixed_labels, model) if p is not None]
+    check_output_folder(out_dir, inputs, overwrite=overwrite)
     fixed = read_image(fixed_path)
     moving = read_image(moving_path)
     check_pair(fixed, moving, "the fixed image", "the moving image")

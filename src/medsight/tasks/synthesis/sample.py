@@ -23,6 +23,7 @@ import torch
 
 from medsight import __version__
 from medsight.core.image import Image
+from medsight.core.outputs import check_output_folder
 from medsight.engine.checkpoint import load_checkpoint
 from medsight.errors import did_you_mean, user_error
 from medsight.tasks.synthesis.data import condition_tensor, from_unit
@@ -33,7 +34,7 @@ from medsight.tasks.synthesis.writers import SyntheticWriter
 from medsight.transforms.augment import draw_params
 from medsight.transforms.augment_spatial import warp
 from medsight.transforms.config import AugmentConfig
-from medsight.transforms.synthetic import MANIFEST, PREFIX
+from medsight.transforms.synthetic import PREFIX
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,13 @@ def deform(mask: np.ndarray, roi: np.ndarray | None, cfg: AugmentConfig, gen: to
 
 def sample_gan(gan_dir: str | Path, n: int, out: str | Path, *, class_name: str | None = None, seed: int = 0,
                device: str | None = None, checkpoint: str = "last", deformation: Deformation | None = None,
-               batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+               batch_size: int = 64, progress: Callable[[int, int], None] | None = None, overwrite: bool = False) -> list[Path]:
     """Write ``n`` synthetic cases of the GAN in ``gan_dir`` into ``out`` (see the module docstring).
 
     Args:
         gan_dir: a folder written by :func:`medsight.tasks.synthesis.pipeline.train_gan`.
         n: number of cases.
-        out: output folder (new, or without a previous ``synthetic_manifest.json``).
+        out: output folder (new or empty; with ``overwrite`` an earlier sample's files of the same names are replaced).
         class_name: class GAN: only this class (name or index).
         seed: seed of every random choice.
         device: ``cpu`` (default) or ``cuda``.
@@ -107,11 +108,10 @@ def sample_gan(gan_dir: str | Path, n: int, out: str | Path, *, class_name: str 
         The files written (the manifest last).
     """
     gan_dir, out = Path(gan_dir), Path(out)
+    check_output_folder(out, [gan_dir], overwrite=overwrite)  # never the GAN folder; an earlier sample: --overwrite
     plan = load_gan_plan(gan_dir)
     if n < 1:
         raise user_error("a number of cases >= 1", n, None, "pass N >= 1")
-    if (out / MANIFEST).exists():
-        raise user_error("a new output folder", f"one that already holds {MANIFEST}", out, "choose another folder")
     if class_name is not None and plan.kind != "class":
         raise user_error("--class only for a class-conditional GAN", "a mask-conditioned GAN", gan_dir, "drop --class")
     dev = torch.device(device or "cpu")
