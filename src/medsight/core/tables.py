@@ -4,6 +4,7 @@ JSON-safe values (NaN/Inf as null)."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,19 @@ def read_csv_rows(path: str | Path, *, what: str, fix: str) -> list[dict[str, st
             return list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise user_error(f"a readable {what}", f"a read error ({exc})", path, fix) from exc
+
+
+def read_json_object(path: str | Path, *, fix: str) -> dict[str, Any]:
+    """A JSON file that must hold one object; a parse error or another top-level type is one clear error (``fix``
+    says how to write the object)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise user_error("valid JSON", f"a parse error ({exc})", path, "fix the JSON syntax") from exc
+    if not isinstance(data, dict):
+        raise user_error("a JSON object", type(data).__name__, path, fix)
+    return data
 
 
 def json_safe(obj: Any) -> Any:

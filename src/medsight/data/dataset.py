@@ -13,13 +13,16 @@ Supported (detected from the path, see :func:`load_dataset`):
 * CSV for classification: columns ``image`` (or ``path``/``file``) and ``label``; paths relative to the CSV.
 * MedMNIST NPZ: ``train_images``/``train_labels``, ``val_*``, ``test_*``.
 
+Partial labels (structures not annotated in a case) come from ``dataset.json``'s ``"absent_structures"``,
+``absent_structures.json`` or ``contoured_structures.json`` beside it (:mod:`medsight.data.partial_labels`) into
+:attr:`DatasetSpec.absent`.
+
 A spec lists cases without reading voxels; :func:`load_case` reads one case into a :class:`~medsight.core.case.Case`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from pathlib import Path
@@ -29,7 +32,9 @@ import numpy as np
 
 from medsight.core.case import Case
 from medsight.core.image import Image, SourceInfo
+from medsight.core.tables import read_json_object
 from medsight.data.npz import load_npz_spec, npz_image
+from medsight.data.partial_labels import read_absent_structures
 from medsight.data.spec import CaseRef, DatasetSpec
 from medsight.errors import InputNotFoundError, MedsightError, user_error
 from medsight.io import read_image
@@ -66,16 +71,6 @@ def load_dataset(path: str | Path) -> DatasetSpec:
     return _load_folders(p)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise user_error("valid JSON", f"a parse error ({exc})", path, "fix the JSON syntax") from exc
-    if not isinstance(data, dict):
-        raise user_error("a JSON object", type(data).__name__, path, "wrap the fields in { ... }")
-    return data
-
-
 def _labels_from_json(raw: Any, path: Path) -> dict[str, int]:
     """nnU-Net labels are name -> value; MSD labels are value (as string) -> name. Accept both."""
     if not isinstance(raw, dict) or not raw:
@@ -108,7 +103,7 @@ def _channel_names(raw: Any, path: Path) -> tuple[str, ...]:
 
 
 def _load_json_spec(spec_path: Path) -> DatasetSpec:
-    data = _read_json(spec_path)
+    data = read_json_object(spec_path, fix="wrap the fields in { ... }")
     root = spec_path.parent
     if data.get("layout") == "folders" or "images_dir" in data:
         raw = data.get("root")
@@ -142,7 +137,8 @@ def _load_json_spec(spec_path: Path) -> DatasetSpec:
             img = (root / str(entry if isinstance(entry, str) else entry["image"])).resolve()
             tests.append(CaseRef(case_id=file_stem(img), images=(img,)))
         return DatasetSpec(name=name, root=root, layout="msd", task="segmentation", channel_names=channels, labels=labels,
-                           cases=tuple(cases), test_cases=tuple(tests), spec_file=spec_path)
+                           cases=tuple(cases), test_cases=tuple(tests), spec_file=spec_path,
+                           absent=read_absent_structures(data, spec_path, labels, [c.case_id for c in cases]))
     if "channel_names" in data or "file_ending" in data:  # nnU-Net v2
         channels = _channel_names(data.get("channel_names"), spec_path)
         if not channels:
@@ -156,7 +152,8 @@ def _load_json_spec(spec_path: Path) -> DatasetSpec:
         if isinstance(n_declared, int) and n_declared != len(cases):
             log.warning("%s declares numTraining=%d but imagesTr holds %d cases", spec_path, n_declared, len(cases))
         return DatasetSpec(name=name, root=root, layout="nnunet", task="segmentation", channel_names=channels,
-                           labels=labels, cases=tuple(cases), test_cases=tuple(tests), spec_file=spec_path)
+                           labels=labels, cases=tuple(cases), test_cases=tuple(tests), spec_file=spec_path,
+                           absent=read_absent_structures(data, spec_path, labels, [c.case_id for c in cases]))
     raise user_error(
         "an nnU-Net v2 (channel_names, labels, file_ending), MSD (training list) or medsight (layout: folders) dataset.json",
         f"keys {sorted(data)[:8]}", spec_path, "add the missing fields",
@@ -270,6 +267,7 @@ def _load_folders(root: Path, spec: dict[str, Any] | None = None, spec_path: Pat
         name=str(spec.get("name") or _dataset_name(root)), root=root, layout="folders", task="segmentation",
         channel_names=channels, labels=label_map, labels_declared=declared, cases=cases, binary_masks=raster and set(label_map.values()) == {0, 1},
         spec_file=spec_path, extra={"images_dir": str(img_dir), "labels_dir": str(lab_dir) if lab_dir else "", "match_rule": rule},
+        absent=read_absent_structures(spec, spec_path, label_map, [c.case_id for c in cases]) if spec_path else {},
     )
 
 

@@ -62,6 +62,8 @@ class DatasetSpec:
         binary_masks: raster masks store foreground as any value > 0 (``{0, 255}``): read as ``{0, 1}``.
         predefined_split: official split of the training pool, ``{"train": [...], "val": [...]}``, if any.
         spec_file: the dataset.json this came from, if any.
+        absent: partial labels: case id -> foreground label names that were *not annotated* in that case (unlabelled,
+            not background; see :mod:`medsight.data.partial_labels`); cases not listed are fully annotated.
     """
 
     name: str
@@ -77,6 +79,7 @@ class DatasetSpec:
     predefined_split: dict[str, list[str]] | None = None
     spec_file: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    absent: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -86,6 +89,15 @@ class DatasetSpec:
     @property
     def foreground_labels(self) -> dict[str, int]:
         return {k: v for k, v in self.labels.items() if v != 0} if self.task == "segmentation" else dict(self.labels)
+
+    def absent_values(self, case_id: str) -> tuple[int, ...]:
+        """Label values not annotated in ``case_id`` (empty when it is fully annotated)."""
+        return tuple(self.labels[n] for n in self.absent.get(case_id, ()) if n in self.labels)
+
+    @property
+    def absent_label_values(self) -> dict[str, list[int]]:
+        """Case id -> label values not annotated, for the cases lacking some (as saved in the fingerprint and plan)."""
+        return {cid: list(self.absent_values(cid)) for cid in self.absent if self.absent_values(cid)}
 
     def case(self, case_id: str) -> CaseRef:
         for ref in (*self.cases, *self.test_cases):

@@ -44,6 +44,9 @@ class RunOptions:
         precision: ``auto`` (float16 autocast with loss scaling on a GPU, float32 on a CPU), ``fp32``, ``bf16``
             (bfloat16 autocast on either; 1.5x faster training steps on this project's CPUs, see
             ``benchmarks/step_options.py``) or ``fp16`` (GPU only).
+        init_from: segmentation fine-tuning: a medsight checkpoint whose weights matching by name and shape
+            initialise the network (a new head when the labels differ); ignored when resuming.
+        freeze_encoder_epochs: with ``init_from``: train the encoder only from this epoch on (0: never frozen).
     """
 
     epochs: int | None = None
@@ -57,6 +60,8 @@ class RunOptions:
     num_threads: int | None = None
     patience: int | None = None
     precision: str = "auto"
+    init_from: str | None = None
+    freeze_encoder_epochs: int = 0
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -137,6 +137,9 @@ class Trainer:
         """The loss of one batch already on the device (called under autocast)."""
         raise NotImplementedError
 
+    def before_epoch(self) -> None:
+        """Called before each training epoch, with :attr:`epoch` the number of epochs done (e.g. to unfreeze layers)."""
+
     def validate(self) -> dict[str, float]:
         """``val_loss`` and every name in :attr:`metric_columns` (NaN where not computed)."""
         raise NotImplementedError
@@ -213,6 +216,7 @@ class Trainer:
             self.model = module
 
     def _train_epoch(self, batches: Prefetcher) -> float:
+        self.before_epoch()
         self.model.train()
         losses = []
         tc = self.training

@@ -13,6 +13,8 @@ Per case and label (:func:`case_metrics`), one row holds:
   percentiles), and ``assd``: the average symmetric surface distance, both as MONAI computes them and in mm
   (``distance_unit``; in voxels or pixels when no spacing is known);
 * ``ref_volume`` / ``pred_volume``: in ml for 3D, mm² for 2D (``volume_unit``; voxel or pixel counts without spacing);
+* ``volume_error``: ``pred_volume - ref_volume`` (signed, in ``volume_unit``) and ``volume_error_rel``:
+  ``volume_error / ref_volume`` (signed fraction; NaN when the reference is empty), as in radiotherapy contour QA;
 * ``auc``: pixel-wise ROC AUC of the label's probability, when a probability map is given;
 * ``empty``: ``""``, ``"both"``, ``"reference"`` or ``"prediction"``; ``missing``: no prediction was given.
 
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 #: Numeric per-row metrics, in the order they appear in tables.
 METRICS: tuple[str, ...] = (
     "dice", "iou", "hd95", "assd", "sensitivity", "precision", "specificity", "accuracy", "auc",
-    "ref_volume", "pred_volume",
+    "ref_volume", "pred_volume", "volume_error", "volume_error_rel",
 )
 #: Metrics averaged over labels in ``summary["foreground_mean"]`` (volumes are not averaged over labels).
 RATIO_METRICS = ("dice", "iou", "hd95", "assd", "sensitivity", "precision", "specificity", "accuracy", "auc")
@@ -365,6 +367,7 @@ def case_metrics(
             "sensitivity": ov["sensitivity"], "precision": ov["precision"],
             "specificity": ov["specificity"], "accuracy": ov["accuracy"], "auc": auc,
             "ref_volume": (tp + fn) * voxel, "pred_volume": (tp + fp) * voxel,
+            "volume_error": (fp - fn) * voxel, "volume_error_rel": (fp - fn) / (tp + fn) if tp + fn else math.nan,
             "volume_unit": volume_unit, "distance_unit": distance_unit,
             "empty": ov["empty"], "missing": missing,
         })

@@ -156,13 +156,18 @@ class SegmentationEvaluator:
     Args:
         labels: label name -> value; value 0 is skipped.
         distances: compute HD95/ASSD (set ``False`` for a fast Dice-only evaluation).
+        absent: partial labels, case id -> label values not annotated in that case: those labels are not scored
+            there (no row; neither a Dice of 0 nor of 1) and are counted as ``unannotated`` in the summary.
     """
 
-    def __init__(self, labels: Mapping[str, int], *, distances: bool = True) -> None:
+    def __init__(self, labels: Mapping[str, int], *, distances: bool = True,
+                 absent: Mapping[str, Iterable[int]] | None = None) -> None:
         self.labels = foreground_labels(labels)
         self.distances = distances
+        self.absent = {str(k): {int(v) for v in vals} for k, vals in (absent or {}).items()}
         self._rows: list[Row] = []
         self._cases: set[str] = set()
+        self._unannotated: dict[str, int] = {}
 
     def add(
         self,
@@ -192,8 +197,13 @@ class SegmentationEvaluator:
         case_id = str(case_id)
         if case_id in self._cases:
             raise MedsightError(f"Expected each case once, got {case_id!r} twice; give cases unique ids")
-        rows = case_metrics(pred, ref, self.labels, spacing=spacing, prob=prob, roi=roi,
-                            distances=self.distances, case_id=case_id)
+        gone = self.absent.get(case_id, set())
+        scored = {k: v for k, v in self.labels.items() if v not in gone}
+        for k, v in self.labels.items():
+            if v in gone:
+                self._unannotated[k] = self._unannotated.get(k, 0) + 1
+        rows = case_metrics(pred, ref, scored, spacing=spacing, prob=prob, roi=roi,
+                            distances=self.distances, case_id=case_id) if scored else []
         for r in rows:
             r.update(extra or {})
         self._cases.add(case_id)
@@ -210,13 +220,19 @@ class SegmentationEvaluator:
         return len(self._cases)
 
     def summary(self, *, metrics: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-        """:func:`summarize` over the cases added so far."""
-        return summarize(self._rows, metrics=metrics, bootstrap=bootstrap, seed=seed)
+        """:func:`summarize` over the cases added so far; each label also gets ``unannotated``: the cases where it
+        was not annotated and so not scored."""
+        out = summarize(self._rows, metrics=metrics, bootstrap=bootstrap, seed=seed)
+        out["n_cases"] = len(self._cases)
+        for name, lab in out["labels"].items():
+            lab["unannotated"] = self._unannotated.get(name, 0)
+        return out
 
     def reset(self) -> None:
         """Forget all cases."""
         self._rows.clear()
         self._cases.clear()
+        self._unannotated.clear()
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -50,6 +50,9 @@ class PatchSampler:
         synthetic_ratio: probability that a sample of a batch comes from ``synthetic_ids``.
         device: where the batch is augmented and returned (the training GPU: the crops are copied there and warped
             there); the random draws stay on the CPU, so a seed gives the same batches on any device.
+        absent: partial labels, case id -> label values not annotated there; when given (with ``num_classes``),
+            each batch also carries a ``(B, num_classes)`` bool mask of the classes not annotated in each sample's case.
+        num_classes: label values (background included), for the ``absent`` mask.
     """
 
     def __init__(
@@ -65,8 +68,11 @@ class PatchSampler:
         synthetic_ids: list[str] | None = None,
         synthetic_ratio: float = 0.0,
         device: torch.device | str = "cpu",
+        absent: dict[str, list[int]] | None = None,
+        num_classes: int = 0,
     ) -> None:
         self.cache = cache
+        self.absent, self.num_classes = absent, num_classes
         self.device = torch.device(device)
         self.case_ids = list(case_ids)
         self.synthetic_ids = list(synthetic_ids or [])
@@ -105,13 +111,15 @@ class PatchSampler:
         hi = np.maximum(shape - half, shape // 2 + 1)
         return np.asarray([self.rng.integers(a, b) for a, b in zip(lo, hi)])
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch: image ``(B, C, *patch)`` float32 and label ``(B, 1, *patch)`` int64."""
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        """One batch: image ``(B, C, *patch)`` float32 and label ``(B, 1, *patch)`` int64, and with ``absent`` the
+        ``(B, num_classes)`` bool mask of classes not annotated in each sample's case."""
         n_fg = int(round(self.batch_size * self.foreground_fraction))
-        imgs, labs = [], []
+        imgs, labs, cids = [], [], []
         for i in range(self.batch_size):
             pool = self.synthetic_ids if self.synthetic_ratio and self.rng.random() < self.synthetic_ratio else self.case_ids
             cid = pool[self.rng.integers(len(pool))]
+            cids.append(cid)
             centre = self._centre(cid, force_fg=i >= self.batch_size - n_fg)
             imgs.append(crop_padded(self.cache.images[cid], centre, self.context))
             labs.append(crop_padded(self.cache.labels[cid][None], centre, self.context))
@@ -119,10 +127,15 @@ class PatchSampler:
         label = torch.from_numpy(np.stack(labs).astype(np.int64))
         if self.device.type != "cpu":
             image, label = image.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
-        if self.augment is None:
+        if self.augment is not None:
+            params = draw_params(self.batch_size, self.patch, self.augment, self.gen)
+            image, label = augment_batch(image, label, self.patch, params, self.gen)
+        if self.absent is None:
             return image, label
-        params = draw_params(self.batch_size, self.patch, self.augment, self.gen)
-        return augment_batch(image, label, self.patch, params, self.gen)
+        mask = torch.zeros(self.batch_size, self.num_classes, dtype=torch.bool)
+        for i, cid in enumerate(cids):
+            mask[i, [v for v in self.absent.get(cid, []) if 0 < v < self.num_classes]] = True
+        return image, label, mask.to(self.device)
 
 
 class Prefetcher:

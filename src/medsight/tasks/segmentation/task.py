@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from medsight.errors import user_error
 from medsight.report.html import case_index
 from medsight.report.segmentation import write_segmentation_report
 from medsight.tasks.segmentation.explain import explain_segmentation
@@ -28,7 +30,18 @@ def _plan(dataset: str, out: Path, options: Options, progress: CaseProgress | No
 
 
 def _train(request: TrainRequest, options: Options) -> dict[str, Any]:
-    return train(request.dataset, request.run, folds=request.folds, config=request.config, plan_path=request.plan_path,
+    config = request.config
+    init_from, frozen = options.get("init_from"), options.get("freeze_encoder_epochs")
+    if frozen and not init_from:
+        raise user_error("--freeze-encoder-epochs together with --init-from", "no --init-from", None,
+                         "add --init-from CKPT or drop --freeze-encoder-epochs")
+    if frozen is not None and int(frozen) < 0:
+        raise user_error("--freeze-encoder-epochs >= 0", frozen, None, "give a number of epochs")
+    if init_from:
+        if not Path(init_from).is_file():
+            raise user_error("an existing checkpoint for --init-from", "no such file", init_from, "check the path")
+        config = replace(config, init_from=str(init_from), freeze_encoder_epochs=int(frozen or 0))
+    return train(request.dataset, request.run, folds=request.folds, config=config, plan_path=request.plan_path,
                  base_filters=options.get("base_filters"), progress=request.progress, synthetic=options.get("synthetic"),
                  synthetic_ratio=options.get("synthetic_ratio", 0.5), devices=request.devices)
 
@@ -52,7 +65,8 @@ def _predict(request: PredictRequest, options: Options) -> list[Path]:
     return predict(request.run, request.input, request.output, tta=request.tta, folds=request.folds, device=request.device,
                    save_probabilities=bool(options.get("save_probabilities")), series_uid=request.series_uid,
                    progress=request.progress, dicom_seg=bool(options.get("dicom_seg")), engine=request.engine,
-                   strict=request.strict, rtstruct=bool(options.get("rtstruct")), overwrite=request.overwrite)
+                   strict=request.strict, rtstruct=bool(options.get("rtstruct")), overwrite=request.overwrite,
+                   uncertainty=request.uncertainty)
 
 
 def _explain(state: dict[str, Any], checkpoint: Path, inp: Path, out: Path, options: Options) -> list[Path]:
@@ -80,7 +94,7 @@ TASK = Task(
     report=_report,
     explain=_explain,
     plan_options=frozenset({"base_filters", "voxel_budget"}),
-    train_options=frozenset({"base_filters", "synthetic", "synthetic_ratio"}),
+    train_options=frozenset({"base_filters", "synthetic", "synthetic_ratio", "init_from", "freeze_encoder_epochs"}),
     predict_options=frozenset({"save_probabilities", "dicom_seg", "rtstruct"}),
     report_options=frozenset({"images", "references"}),
     parallel_folds=True,

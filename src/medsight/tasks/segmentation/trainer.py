@@ -1,19 +1,23 @@
 """One fold of a segmentation plan on the shared :class:`~medsight.engine.trainer.Trainer`: foreground-oversampled
-patches, Dice + cross-entropy with deep supervision, whole-case sliding-window validation."""
+patches, Dice + cross-entropy with deep supervision (marginal over partial labels, :mod:`.loss`), whole-case
+sliding-window validation, and fine-tuning from a checkpoint (``--init-from``, :func:`init_from_checkpoint`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
 
 from medsight.engine.config import RunOptions
+from medsight.engine.run import LAST
 from medsight.engine.trainer import Trainer
 from medsight.metrics.segmentation import dice_per_label
+from medsight.tasks.segmentation.finetune import encoder_parameters, init_from_checkpoint
+from medsight.tasks.segmentation.loss import SegmentationLoss, whole_case_loss
 from medsight.tasks.segmentation.plan import Plan
 from medsight.tasks.segmentation.predictor import Predictor
 from medsight.transforms.cache import CaseCache
@@ -28,37 +32,6 @@ def network_args(plan: Plan) -> dict[str, Any]:
             "deep_supervision": net.deep_supervision, "deep_supr_num": net.deep_supr_num}
 
 
-class SegmentationLoss(torch.nn.Module):
-    """Dice + cross-entropy (MONAI ``DiceCELoss``), summed over deep-supervision outputs with halving weights."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
-                               smooth_nr=1e-5, smooth_dr=1e-5)
-
-    def forward(self, outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        outs = outputs if isinstance(outputs, list) else [outputs]
-        weights = torch.tensor([0.5**i for i in range(len(outs))])
-        weights = weights / weights.sum()
-        return sum(w * self.loss(o, target) for w, o in zip(weights.tolist(), outs))  # type: ignore[return-value]
-
-
-def dice_ce_from_probabilities(probs: torch.Tensor, ref: torch.Tensor, foreground: list[int]) -> float:
-    """The training loss on a whole case: cross-entropy + (1 - mean soft Dice over foreground labels).
-
-    Args:
-        probs: ``(K, *spatial)`` class probabilities.
-        ref: ``(*spatial)`` integer labels.
-        foreground: label values scored by the Dice term.
-    """
-    ce = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-8))[None], ref[None])
-    dices = []
-    for v in foreground:
-        p, y = probs[v], (ref == v).float()
-        dices.append((2 * (p * y).sum() + 1e-5) / (p.sum() + y.sum() + 1e-5))
-    return float(ce + 1 - torch.stack(dices).mean()) if dices else float(ce)
-
-
 class SegmentationTrainer(Trainer):
     """Trains one fold of a segmentation plan: foreground-oversampled patches, Dice+CE with deep supervision,
     whole-case sliding-window validation (mean foreground Dice selects the best checkpoint)."""
@@ -69,21 +42,41 @@ class SegmentationTrainer(Trainer):
         self.plan, self.cache = plan, cache
         self.synthetic_ids, self.synthetic_ratio = list(synthetic_ids or []), synthetic_ratio  # training batches only
         self.loss_fn = SegmentationLoss()
+        self.init_report: dict[str, Any] = {}  # what --init-from loaded (set by build_model)
         super().__init__(fold_dir, config, train_ids=train_ids, val_ids=val_ids, architecture=plan.network.name,
                          init_args=network_args(plan), plan_dict=plan.to_dict(), training=plan.training, progress=progress)
 
+    def build_model(self) -> torch.nn.Module:
+        """The planned network; with ``--init-from``, initialised from that checkpoint's matching weights."""
+        model = super().build_model()
+        if self.config.init_from and not (self.config.resume and (self.fold_dir / LAST).is_file()):
+            self.init_report = init_from_checkpoint(model, self.config.init_from, architecture=self.architecture,
+                                                    labels=self.plan.labels)
+        return model
+
     def build_sampler(self) -> PatchSampler:
+        absent = {c: v for c, v in self.plan.absent_labels.items() if c in set(self.train_ids)}
         return PatchSampler(self.cache, self.train_ids, tuple(self.plan.patch_size), self.plan.batch_size, augment=self.plan.augment,
                             foreground_fraction=self.plan.training.foreground_fraction, seed=self.config.seed,
                             synthetic_ids=self.synthetic_ids, synthetic_ratio=self.synthetic_ratio,
-                            device=self.device)
+                            device=self.device, absent=absent or None, num_classes=self.plan.num_classes)
 
-    def compute_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        image, label = batch
-        return self.loss_fn(self.model(image), label)
+    def before_epoch(self) -> None:
+        """With ``--freeze-encoder-epochs N``: the encoder's weights stay fixed for the first N epochs."""
+        frozen = self.config.freeze_encoder_epochs
+        if frozen:
+            for p in encoder_parameters(self.model, self.architecture):
+                p.requires_grad_(self.epoch >= frozen)
+
+    def compute_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        image, label, *rest = batch
+        return self.loss_fn(self.model(image), label, rest[0] if rest else None)
 
     def validate(self) -> dict[str, float]:
-        """Whole-case sliding-window validation on (up to ``val_max_cases``) validation cases: loss and mean fg Dice."""
+        """Whole-case sliding-window validation on (up to ``val_max_cases``) validation cases: loss and mean fg Dice.
+
+        A label not annotated in a case (partial labels) is not scored there; a label empty in both reference and
+        prediction scores 1; the mean is over labels of the per-label means over the cases that annotate them."""
 
         ids = self.val_ids[: self.plan.training.val_max_cases]
         pred = Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
@@ -92,8 +85,14 @@ class SegmentationTrainer(Trainer):
         for cid in ids:
             probs = pred.probabilities(self.cache.images[cid])
             ref = np.asarray(self.cache.labels[cid])
-            losses.append(dice_ce_from_probabilities(probs, torch.as_tensor(ref.astype(np.int64)), fg))
-            dices.append(dice_per_label(probs.argmax(0).numpy(), ref, fg))
+            absent = self.plan.absent_of(cid)
+            losses.append(whole_case_loss(probs, torch.as_tensor(ref.astype(np.int64)), fg, absent))
+            row = dice_per_label(probs.argmax(0).numpy(), ref, fg)
+            dices.append([math.nan if v in absent else (1.0 if math.isnan(d) else d) for v, d in zip(fg, row)])
         arr = np.asarray(dices, dtype=float)
-        per_label = np.nanmean(np.where(np.isnan(arr), 1.0, arr), axis=0)
-        return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(per_label))}
+        scored = np.isfinite(arr).any(axis=0)
+        per_label = [float(np.nanmean(arr[:, j])) for j in range(arr.shape[1]) if scored[j]]
+        return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(per_label)) if per_label else math.nan}
+
+
+__all__ = ["SegmentationLoss", "SegmentationTrainer", "network_args"]
