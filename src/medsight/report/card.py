@@ -4,12 +4,18 @@ A card is built only from files the run already holds: ``plans.json`` (task, lab
 counts, spacing, label distribution), ``summary.json`` and ``validation/`` (cross-validated metrics with bootstrap
 95 % intervals), ``config.json`` (training options), ``fold_K/metrics.csv`` (epochs) and the checkpoints (SHA-256).
 It is written at the end of training and by ``medsight card RUN``.
+
+The card also records the *model digest* (:mod:`medsight.report.digest`): one SHA-256 over the files a prediction
+loads (weights of the folds, ``plans.json``, calibration, ``export.json``). Pin that digest somewhere the model's
+folder cannot change (``predict --expect-sha256``, ``$MEDSIGHT_MODEL_SHA256``): the card itself lies beside the
+weights, and whoever swaps the weights can rewrite it, so comparing files with the card (``predict --verify``) is a
+consistency check only.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import logging
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -20,11 +26,14 @@ from medsight.core.atomic import write_text
 from medsight.core.hashing import sha256_file, utc_timestamp
 from medsight.core.tables import json_safe
 from medsight.engine.run import fold_name, fold_paths
-from medsight.errors import user_error
+from medsight.errors import MedsightError, user_error
+from medsight.report.digest import CARD_JSON, MANIFEST_HEADER, ModelFiles, read_model
+from medsight.report.training import fold_csvs, read_fold_training
 
-CARD_JSON = "model_card.json"
+log = logging.getLogger(__name__)
+
 CARD_MD = "MODEL_CARD.md"
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: the model digest
 _PACKAGES = ("torch", "monai", "numpy", "onnx", "onnxruntime", "SimpleITK", "nibabel", "pydicom")
 
 
@@ -102,13 +111,15 @@ def _classification_validation(run: Path, summary: dict[str, Any]) -> dict[str, 
 
 
 def _training(run: Path) -> dict[str, Any]:
+    """Options and, per fold, what ``metrics.csv`` records (:mod:`medsight.report.training`: the fold's time is the
+    last value of the cumulative ``seconds`` column; the best epoch is the one the trainer's selection metric picked)."""
     config = _read_json(run / "config.json")
     folds = {}
-    for path in fold_paths(run, "metrics.csv"):
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        seconds = [float(r["seconds"]) for r in rows if r.get("seconds")]
-        folds[fold_name(path)] = {"epochs": len(rows), "seconds": round(max(seconds), 1) if seconds else None}
+    for path in fold_csvs(run):
+        f = read_fold_training(path)
+        seconds = f.total_seconds
+        folds[fold_name(path)] = {"epochs": f.epochs, "seconds": round(seconds, 1) if seconds is not None else None,
+                                  "best_epoch": f.best_epoch, "best_" + (f.score_column or "score"): f.best_score}
     return {"options": config.get("train"), "folds": folds}
 
 
@@ -173,7 +184,18 @@ def build_model_card(run_dir: str | Path, plan: Any) -> dict[str, Any]:
         "training_data": data, "training": _training(run), "validation": validation,
         "known_limits": _limits(plan, data, validation), "software": software_versions(), "weights": weights_checksums(run),
     }
+    try:
+        card["model_digest"] = digest_section(read_model(run))
+    except MedsightError:  # no trained fold yet: nothing to pin
+        card["model_digest"] = None
     return json_safe(card)
+
+
+def digest_section(model: ModelFiles) -> dict[str, Any]:
+    """The card's ``model_digest``: the digest to pin, the folds it covers and the SHA-256 of each file."""
+    return {"sha256": model.digest, "folds": model.folds, "manifest": MANIFEST_HEADER, "files": model.rows(),
+            "pin": "pin this digest outside the model folder (predict --expect-sha256, $MEDSIGHT_MODEL_SHA256): "
+                   "this card lies beside the files and cannot vouch for them"}
 
 
 def _fmt(v: Any) -> str:
@@ -212,6 +234,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Software", "", ", ".join(f"{k} {v}" for k, v in card["software"].items() if v), "",
               "## Weights (SHA-256)", "", "| fold | file | SHA-256 | bytes |", "|---|---|---|---|"]
     lines += [f"| {w['fold']} | {w['file']} | `{w['sha256']}` | {w['bytes']} |" for w in card["weights"]]
+    digest = card.get("model_digest")
+    if digest:
+        lines += ["", "## Model digest (SHA-256, to pin)", "", f"`{digest['sha256']}` (folds {', '.join(digest['folds'])})",
+                  "", "Pin it where the model folder cannot change it (`medsight predict --expect-sha256 DIGEST`, or "
+                  "`MEDSIGHT_MODEL_SHA256`): this card lies beside the weights, and whoever swaps them can rewrite it.",
+                  "", "| file | SHA-256 | bytes |", "|---|---|---|"]
+        lines += [f"| {w['file']} | `{w['sha256']}` | {w['bytes']} |" for w in digest["files"]]
     if card.get("export"):
         lines += ["", f"Exported as {card['export']['format']} ({card['export']['quantization'] or 'float32'}) "
                       f"on {card['export']['created']}; source checkpoints:", ""]
@@ -225,29 +254,10 @@ def write_card(card: dict[str, Any], folder: str | Path) -> list[Path]:
     return [write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n"), write_text(folder / CARD_MD, render_markdown(card))]
 
 
-def write_model_card(run_dir: str | Path, plan: Any) -> list[Path]:
-    """Build and write the card of a run (``RUN/MODEL_CARD.md`` and ``RUN/model_card.json``)."""
-    return write_card(build_model_card(run_dir, plan), run_dir)
-
-
-def verify_weights(root: str | Path, checksums: dict[Path, str]) -> None:
-    """Check weights files (path -> SHA-256, see :func:`~medsight.core.hashing.sha256_file`) against the checksums in
-    ``root/model_card.json``.
-
-    Raises:
-        MedsightError: no card, a file the card does not list, or a checksum that differs.
-    """
-    root = Path(root)
-    card = _read_json(root / CARD_JSON)
-    if not card:
-        raise user_error("a model_card.json to verify against", "none", root, "write one with 'medsight card RUN', or drop --verify")
-    recorded = {w["file"]: w["sha256"] for w in card.get("weights", [])}
-    for path, digest in checksums.items():
-        rel = path.relative_to(root).as_posix()
-        if rel not in recorded:
-            raise user_error("weights listed in model_card.json", f"{rel}, which the card does not list", root / CARD_JSON,
-                             "re-create the card with 'medsight card RUN' if these weights are intended")
-        if digest != recorded[rel]:
-            raise user_error(f"weights with the SHA-256 in model_card.json ({recorded[rel][:12]}…)", f"{digest[:12]}…", path,
-                             "the file changed after the card was written: restore it, or re-create the card with "
-                             "'medsight card RUN' if the change is intended")
+def write_model_card(run_dir: str | Path, plan: Any, *, announce: bool = True) -> list[Path]:
+    """Build and write the card of a run (``RUN/MODEL_CARD.md`` and ``RUN/model_card.json``); ``announce`` logs the
+    model digest (training does; ``medsight card`` prints it itself)."""
+    card = build_model_card(run_dir, plan)
+    if announce and card.get("model_digest"):
+        log.info("model digest (SHA-256, pin it with predict --expect-sha256): %s", card["model_digest"]["sha256"])
+    return write_card(card, run_dir)

@@ -25,17 +25,25 @@ log = logging.getLogger(__name__)
 
 
 CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
-color:#222;line-height:1.45;padding:0 1em}
-h1{font-size:1.6em;border-bottom:2px solid #446;padding-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;color:#334}
-h3{font-size:1.05em;color:#445}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccd;padding:.25em .6em;
+*{box-sizing:border-box}
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:1.2em auto;max-width:1150px;
+color:#222;line-height:1.45;padding:0 1em;overflow-wrap:break-word}
+h1{font-size:1.5em;border-bottom:2px solid #446;padding-bottom:.2em;margin:.2em 0 .3em}
+h2{font-size:1.25em;margin-top:1.6em;color:#334}h3{font-size:1.05em;color:#445}
+.tbl{max-width:100%;overflow-x:auto;margin:.6em 0}
+table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ccd;padding:.25em .6em;
 text-align:left;vertical-align:top}th{background:#eef}tr:nth-child(even) td{background:#f8f8fc}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td{overflow-wrap:break-word;max-width:40em}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .na{color:#888;font-style:italic}.note{color:#555;font-size:.9em}
-figure{display:inline-block;margin:.4em;text-align:center}figure img{max-width:340px;border:1px solid #ccd}
-figcaption{font-size:.85em;color:#444}img.wide{max-width:100%}details{margin:.5em 0}
-code{background:#f2f2f6;padding:0 .2em}
+figure{display:inline-block;margin:.4em;text-align:center;vertical-align:top;max-width:100%}
+figure img{max-width:100%;border:1px solid #ccd}figcaption{font-size:.85em;color:#444;max-width:34em}
+img{max-width:100%}img.wide{max-width:100%}details{margin:.5em 0}summary{cursor:pointer;font-weight:600;color:#334}
+code{background:#f2f2f6;padding:0 .2em;overflow-wrap:anywhere}
+.headline{border:1px solid #bbd;background:#f5f6fc;border-radius:6px;padding:.6em 1em;margin:.6em 0}
+.headline .answer{font-size:1.15em;margin:.2em 0 .4em}.headline .big{font-size:1.35em;font-weight:700;color:#224}
+.legend{display:flex;flex-wrap:wrap;gap:.3em 1.2em;font-size:.9em;margin:.3em 0;padding:0;list-style:none}
+.swatch{display:inline-block;width:1em;height:1em;border:1px solid #555;vertical-align:-.15em;margin-right:.3em}
+.flag{color:#a00;font-weight:600}.advice{background:#fff6e0;border-left:4px solid #e0a000;padding:.3em .8em}
 """
 
 
@@ -67,6 +75,16 @@ def case_index(folder: str | Path) -> dict[str, Path]:
         if m and m.group(2) == "0000":
             out.setdefault(m.group(1), f)
     return out
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else ``{}`` (run files are read defensively: any piece may be missing)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON list, else ``[]``."""
+    return value if isinstance(value, list) else []
 
 
 def lookup(index: Mapping[str, Path] | None, case_id: str) -> Path | None:
@@ -116,18 +134,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequen
             f'<td class="num">{esc(fmt(v))}</td>' if num else f"<td>{esc(fmt(v))}</td>" for v, num in zip(r, numeric)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div class="tbl"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
-def compact(value: Any, limit: int = 160) -> str:
+def compact(value: Any, limit: int | None = None) -> str:
+    """A value as one line of text (objects and lists as JSON); cut to ``limit`` characters only when given."""
     if isinstance(value, (dict, list, tuple)):
         text = json.dumps(value, default=str, separators=(", ", ": "))
     else:
         text = fmt(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def kv_table(data: Mapping[str, Any], *, scalars_only: bool = False) -> str:
+    """Every (key, value) of ``data`` in full (values wrap inside their cell: nothing is cut)."""
     rows = [(k, compact(v)) for k, v in data.items()
             if not scalars_only or not isinstance(v, (dict, list, tuple))]
     return table(("field", "value"), rows) if rows else na("no fields")
@@ -169,16 +189,48 @@ def stat_cell(stats: Mapping[str, Any] | None) -> str:
     return text
 
 
-def page(title: str, parts: Sequence[tuple[str, str]], *, note: str = "") -> str:
-    """A whole HTML page: ``title``, a note line (raw HTML, e.g. where the data came from) with the date and
-    medsight version, then one ``<h2>`` section per (title, HTML) pair."""
+def details(summary: str, body: str, *, open_: bool = False) -> str:
+    """A collapsible block: ``summary`` (text) always shown, ``body`` (HTML) on a click."""
+    return f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>{body}</details>"
+
+
+def figure(png: bytes, caption: str, *, alt: str = "", caption_html: bool = False) -> str:
+    """An embedded PNG with its caption (text, or HTML when ``caption_html``)."""
+    cap = caption if caption_html else esc(caption)
+    return f"<figure>{img(png, alt=alt or caption)}<figcaption>{cap}</figcaption></figure>"
+
+
+def legend(items: Sequence[tuple[str, Sequence[int]]], *, outline: Sequence[str] = ()) -> str:
+    """A colour legend: (name, RGB 0-255) swatches, then ``outline`` entries drawn as outlined boxes (text)."""
+    lis = [f'<li><span class="swatch" style="background:rgb({int(c[0])},{int(c[1])},{int(c[2])})"></span>{esc(n)}</li>'
+           for n, c in items]
+    lis += [f'<li><span class="swatch" style="background:#333;outline:2px solid #fff;outline-offset:-4px"></span>'
+            f"{esc(n)}</li>" for n in outline]
+    return f'<ul class="legend">{"".join(lis)}</ul>'
+
+
+def paragraph(text: str, *, cls: str = "") -> str:
+    """A paragraph of plain text (escaped)."""
+    klass = f' class="{cls}"' if cls else ""
+    return f"<p{klass}>{esc(text)}</p>"
+
+
+def section_id(title: str) -> str:
+    """The HTML id of a section title (``"Training curves"`` -> ``"training-curves"``)."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
+
+
+def page(title: str, parts: Sequence[tuple[str, str]], *, note: str = "", lead: str = "") -> str:
+    """A whole HTML page: ``title``, ``lead`` (raw HTML shown first, e.g. the headline), then one ``<h2>`` section
+    per (title, HTML) pair, and last a note line (raw HTML, e.g. where the data came from) with the date and
+    medsight version."""
 
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    body = "".join(f"<h2>{esc(name)}</h2>{content}" for name, content in parts)
-    lead = f"{note}; generated" if note else "Generated"
+    body = "".join(f'<section id="{section_id(name)}"><h2>{esc(name)}</h2>{content}</section>' for name, content in parts)
+    tail = f"{note}; generated" if note else "Generated"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
-        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
-        f"<p class=\"note\">{lead} {when} by medsight {esc(__version__)}.</p>{body}</body></html>\n"
+        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{lead}{body}"
+        f"<p class=\"note\">{tail} {when} by medsight {esc(__version__)}.</p></body></html>\n"
     )

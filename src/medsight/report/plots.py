@@ -186,3 +186,85 @@ def plot_confusion(matrix: Any, class_names: Sequence[str], out_png: str | Path)
     ax.set_yticks(ticks, [str(c) for c in class_names])
     ax.set(xlabel="predicted", ylabel="truth", title="Confusion matrix")
     return _save(fig, out_png)
+
+
+# ---------------------------------------------------------------------------------------------- run report figures
+def figure_png(fig: Any) -> bytes:
+    """PNG bytes of a figure (for pages that embed it, with nothing written to disk)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def plot_training(folds: Sequence[Any], out_png: str | Path) -> Path:
+    """Training curves of a run's folds: loss and validation score against epochs, and the validation score
+    against wall time (minutes since the fold started), one colour per fold.
+
+    Args:
+        folds: :class:`~medsight.report.training.FoldTraining` of each fold.
+        out_png: PNG written atomically.
+
+    Returns:
+        ``out_png``.
+    """
+    fig = _figure((11, 3.6))
+    ax_loss, ax_score, ax_time = fig.subplots(1, 3)
+    name = next((f.score_name for f in folds if f.score_column), "validation score")
+    for i, f in enumerate(folds):
+        c = f"C{i % 10}"
+        for values, style, tag in ((f.train_loss, "-", "train"), (f.val_loss, "--", "validation")):
+            ok = np.isfinite(values) & np.isfinite(f.epoch)
+            if ok.any():
+                ax_loss.plot(f.epoch[ok], values[ok], style, color=c, label=f"{f.fold} {tag}")
+        ok = np.isfinite(f.score) & np.isfinite(f.epoch)
+        if ok.any():
+            ax_score.plot(f.epoch[ok], f.score[ok], "-", color=c, marker="." if ok.sum() < 30 else None, label=f.fold)
+            if f.best_index is not None:
+                ax_score.plot([f.epoch[f.best_index]], [f.score[f.best_index]], "*", color=c, ms=10)
+        ok &= np.isfinite(f.seconds)
+        if ok.any():
+            ax_time.plot(f.seconds[ok] / 60.0, f.score[ok], "-", color=c, marker="." if ok.sum() < 30 else None,
+                         label=f.fold)
+    for ax, title, xlabel, ylabel in ((ax_loss, "Loss", "epoch", "loss"),
+                                      (ax_score, f"Validation {name} (star: best)", "epoch", name),
+                                      (ax_time, f"Validation {name} against time", "wall time (min)", name)):
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.title.set_fontsize(10)
+        ax.grid(alpha=0.3)
+        _legend(ax, "best", "no data")
+    return _save(fig, out_png)
+
+
+def plot_uncertainty(scores: Sequence[float], dice: Sequence[float], review: Sequence[bool], threshold: float,
+                     goal: float | None, *, measure: str = "uncertainty") -> bytes:
+    """Scatter of each validation case's uncertainty score against its Dice, the review threshold as a vertical
+    line (cases right of it are flagged) and the Dice goal as a horizontal one; PNG bytes.
+
+    Args:
+        scores: case scores (higher: less certain).
+        dice: the cases' Dice.
+        review: the cases' review flags (drawn as filled red markers).
+        threshold: the score above which a case is flagged.
+        goal: the Dice below which a case counts as failed (None: not drawn).
+        measure: the score's name for the axis label.
+    """
+    s, d = np.asarray(scores, dtype=float), np.asarray(dice, dtype=float)
+    flag = np.asarray(review, dtype=bool)
+    fig = _figure((5.2, 3.8))
+    ax = fig.subplots()
+    ax.scatter(s[~flag], d[~flag], s=18, color="C0", label="not flagged")
+    ax.scatter(s[flag], d[flag], s=22, color="C3", marker="D", label="flagged for review")
+    ax.axvline(threshold, color="C3", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    if goal is not None:
+        ax.axhline(goal, color="0.4", ls=":", lw=1, label=f"Dice goal {goal:.3g}")
+    import textwrap
+
+    ax.set(xlabel="\n".join(textwrap.wrap(f"case score: {measure}", 48)), ylabel="Dice",
+           title="Uncertainty against Dice (validation cases)")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return figure_png(fig)

@@ -1,7 +1,10 @@
-"""The HTML report of a run folder: plan, training curves, validation metrics and overlays in one file.
+"""The segmentation run report: the headline (:mod:`medsight.report.headline`), the worst and best validation cases
+as overlays with a legend (and their uncertainty, when the run has ``uncertainty.json`` and
+``fold_K/validation/<case>_uncertainty.nii.gz``), then the frame of :mod:`medsight.report.run`, and the full
+validation tables collapsed at the end.
 
-``write_report(run_dir)`` reads what the trainer and :func:`~medsight.evaluate.folders.evaluate_folders` leave
-(every piece is optional; a missing one is reported as "not available"):
+``write_segmentation_report(run_dir)`` reads what the trainer and :func:`~medsight.evaluate.folders.evaluate_folders`
+leave (every piece is optional; a missing one is reported as "not available"):
 
 ```
 run_dir/plans.json                   plan: top-level fields, "configuration", "fingerprint"
@@ -11,6 +14,7 @@ run_dir/validation/per_case.csv      per case and label metrics
 run_dir/validation/summary.json      per label mean, SD, CI
 run_dir/validation/overlays/*.png    overlays to show (else rendered from the predictions in validation/ or
                                      fold_<k>/validation/ when images are given)
+run_dir/uncertainty.json             per-case uncertainty scores and review flags (optional)
 ```
 
 and writes ``run_dir/report.html`` (atomically): self-contained, images embedded as base64 PNG, no JavaScript.
@@ -26,15 +30,30 @@ from typing import Any
 
 import numpy as np
 
+from medsight.core.display import REFERENCE_COLOUR, label_colour
 from medsight.core.tables import csv_float
 from medsight.data.dataset import read_mask
 from medsight.engine.run import fold_paths
 from medsight.errors import MedsightError
 from medsight.io import read_image
 from medsight.metrics.summary import read_per_case
-from medsight.report.html import case_index, esc, fmt, img, lookup, na, read_json, stat_cell, table
-from medsight.report.overlay import best_slice, encode_png, overlay_png
+from medsight.report.describe import label_names
+from medsight.report.headline import render_headline, segmentation_headline
+from medsight.report.html import (
+    case_index,
+    esc,
+    figure,
+    fmt,
+    legend,
+    lookup,
+    na,
+    read_json,
+    stat_cell,
+    table,
+)
+from medsight.report.overlay import best_slice, encode_png, overlay_png, to_display
 from medsight.report.run import write_report
+from medsight.report.uncertainty import by_case, read_uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -115,44 +134,102 @@ def _case_dice(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _legend_items(rows: Sequence[Mapping[str, Any]], plans: Mapping[str, Any] | None) -> list[tuple[str, Sequence[int]]]:
+    names = label_names(plans or {})
+    for r in rows:
+        v = csv_float(r.get("value"))
+        if math.isfinite(v) and int(v) != 0:
+            names.setdefault(int(v), str(r.get("label")))
+    return [(f"{names[v]} (label {v})", label_colour(v)) for v in sorted(names)]
+
+
+def cases_legend(rows: Sequence[Mapping[str, Any]], plans: Mapping[str, Any] | None, *, heat: bool = False) -> str:
+    """The overlays' legend: each label's colour (fill and outline: prediction), the reference outline, and the
+    uncertainty panel's colour scale when shown."""
+    outline = [f"reference outline ({'white' if tuple(REFERENCE_COLOUR) == (255, 255, 255) else 'outline'}; "
+               "visible where prediction and reference differ)"]
+    text = legend(_legend_items(rows, plans), outline=outline)
+    if heat:
+        text += ('<p class="note">Right panel: voxel uncertainty over the image (inferno colour scale: dark = '
+                 "certain, bright yellow = the most uncertain voxel of that case).</p>")
+    return text
+
+
 def _overlay_section(run_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any] | None,
                      images: Mapping[str, Path] | None, references: Mapping[str, Path] | None) -> str:
     folder = run_dir / "validation" / "overlays"
     pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    plans = read_json(run_dir / "plans.json")[0]
     if pngs:
-        figs = [f"<figure>{img(p.read_bytes(), alt=p.stem)}<figcaption>{esc(p.stem)}</figcaption></figure>"
-                for p in pngs[:_MAX_OVERLAYS]]
+        figs = [figure(p.read_bytes(), p.stem) for p in pngs[:_MAX_OVERLAYS]]
         more = f'<p class="note">{len(pngs) - _MAX_OVERLAYS} more in validation/overlays/</p>' if len(pngs) > _MAX_OVERLAYS else ""
-        return "".join(figs) + more
+        return cases_legend(rows, plans) + "".join(figs) + more
     if not rows:
         return na("not available (no overlays and no per-case metrics)")
     if not images:
         return na("not available (no validation/overlays/; pass images=... to render best and worst cases)")
     missing = {str(r.get("case")) for r in rows if r.get("missing") is True}
     dice = {c: d for c, d in _case_dice(rows).items() if math.isfinite(d) and c not in missing}
-    ranked = sorted(dice, key=lambda c: dice[c])
-    worst, best = ranked[:3], ranked[::-1][:3]
-    chosen = [("best", c) for c in best] + [("worst", c) for c in worst if c not in best]
-    figs, skipped = [], []
+    chosen = choose_cases(dice)
+    uncertain = by_case(read_uncertainty(run_dir)[0])
+    figs, skipped, heat_shown = [], [], False
     for kind, case in chosen:
         try:
-            png = _render_case(run_dir, case, rows, summary, images, references)
+            png, heat = _render_case(run_dir, case, rows, summary, images, references)
         except (MedsightError, OSError) as exc:
             log.warning("overlay of %s not rendered: %s", case, exc)
-            png = None
+            png, heat = None, False
         if png is None:
             skipped.append(case)
             continue
-        figs.append(f"<figure>{img(png, alt=case)}<figcaption>{kind}: {esc(case)} — Dice {fmt(dice[case])}"
-                    "</figcaption></figure>")
-    legend = "Coloured fill and outline: prediction; white outline: reference (visible where they differ)."
-    note = f'<p class="note">{legend}'
-    note += f' Not rendered (files not found): {esc(", ".join(skipped))}</p>' if skipped else "</p>"
-    return ("".join(figs) or na("not available (no files found for the cases)")) + note
+        heat_shown |= heat
+        caption = f"{kind}: {esc(case)} — Dice {fmt(dice[case])}"
+        u = uncertain.get(case)
+        if u is not None:
+            caption += f"; fold {esc(u['fold'])}; uncertainty {fmt(u['score'])}"
+            caption += ' <span class="flag">flagged for review</span>' if u["review"] else " (not flagged)"
+        figs.append(figure(png, caption, alt=case, caption_html=True))
+    note = ('<p class="note">The slice with the most reference (else predicted) foreground of each case; worst first.'
+            + (f" Not rendered (files not found): {esc(', '.join(skipped))}" if skipped else "") + "</p>")
+    return (cases_legend(rows, plans, heat=heat_shown)
+            + ("".join(figs) or na("not available (no files found for the cases)")) + note)
+
+
+def choose_cases(dice: Mapping[str, float], per_side: int = 3) -> list[tuple[str, str]]:
+    """("worst" | "best", case) of the cases to show, worst first: the ``per_side`` lowest and highest Dice; with
+    ``2 * per_side`` cases or fewer, all of them (the higher-Dice half, rounded up, called best)."""
+    ranked = sorted(dice, key=lambda c: (dice[c], c))
+    if len(ranked) <= 2 * per_side:
+        n_worst = len(ranked) // 2
+        return [("worst" if i < n_worst else "best", c) for i, c in enumerate(ranked)]
+    return [("worst", c) for c in ranked[:per_side]] + [("best", c) for c in ranked[-per_side:]]
+
+
+def _uncertainty_map(run_dir: Path, case: str) -> Path | None:
+    """``fold_K/validation/<case>_uncertainty.nii.gz`` of the case, when a fold wrote one."""
+    for folder in fold_paths(run_dir, "validation"):
+        path = folder / f"{case}_uncertainty.nii.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def heat_rgb(picture: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """An uncertainty map over a grey image: inferno colours, more opaque where less certain; ``(H, W, 3)`` uint8."""
+    from matplotlib import colormaps
+
+    grey = to_display(picture).astype(np.float32)
+    u = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)
+    top = float(u.max())
+    u = np.clip(u / top, 0.0, 1.0) if top > 0 else np.zeros_like(u)
+    colour = colormaps["inferno"](u)[..., :3].astype(np.float32) * 255.0
+    a = (0.25 + 0.65 * u)[..., None]
+    return np.clip(np.rint((1 - a) * grey + a * colour), 0, 255).astype(np.uint8)
 
 
 def _render_case(run_dir: Path, case: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None,
-                 images: Mapping[str, Path], references: Mapping[str, Path] | None) -> bytes | None:
+                 images: Mapping[str, Path], references: Mapping[str, Path] | None) -> tuple[bytes | None, bool]:
+    """PNG of the case's overlay (beside its uncertainty map when there is one) and whether the map is shown."""
 
     val = run_dir / "validation"
     crow = next((r for r in rows if str(r.get("case")) == case), {})
@@ -169,7 +246,7 @@ def _render_case(run_dir: Path, case: str, rows: Sequence[Mapping[str, Any]], su
         cand = Path(str(summary["gt_dir"])) / str(crow["reference"])
         ref_file = cand if cand.is_file() else None
     if pred_file is None or image_file is None:
-        return None
+        return None, False
     values = {int(csv_float(r.get("value"))) for r in rows if math.isfinite(csv_float(r.get("value")))}
     binary_ok = values == {1}
     pred, _ = read_mask(pred_file, binary_ok=binary_ok)
@@ -178,18 +255,28 @@ def _render_case(run_dir: Path, case: str, rows: Sequence[Mapping[str, Any]], su
     if img.shape[1:] != pred.shape or (ref is not None and ref.shape != pred.shape):
         raise MedsightError(f"Expected image, prediction and reference of one shape for {case}, got "
                             f"{img.shape[1:]}, {pred.shape}, {None if ref is None else ref.shape}; check the folders")
+    heat_file = _uncertainty_map(run_dir, case)
+    heat = read_image(heat_file).array[0] if heat_file is not None else None
+    if heat is not None and heat.shape != pred.shape:
+        log.warning("uncertainty map of %s has shape %s, not the prediction's %s: not shown", case, heat.shape, pred.shape)
+        heat = None
     if pred.ndim == 3:
         z = best_slice(ref if ref is not None and ref.any() else pred)
         pred, ref, img = pred[z], None if ref is None else ref[z], img[:, z]
+        heat = None if heat is None else heat[z]
     picture = np.moveaxis(img[:3], 0, -1) if img.shape[0] == 3 else img[0]
     rgb = overlay_png(picture, pred, reference=ref)
     factor = max(1, _MIN_OVERLAY_SIZE // max(rgb.shape[:2]))  # small slices (hippocampus) enlarged, pixels kept sharp
-    return encode_png(np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1) if factor > 1 else rgb)
+    if heat is not None:
+        gap = np.full((rgb.shape[0], max(2, rgb.shape[1] // 40), 3), 255, dtype=np.uint8)
+        rgb = np.concatenate([rgb, gap, heat_rgb(picture if picture.ndim == 2 else picture.mean(-1), heat)], axis=1)
+    return encode_png(np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1) if factor > 1 else rgb), heat is not None
 
 
 def segmentation_sections(run_dir: str | Path, *, images: Mapping[str, str | Path] | None = None,
                           references: Mapping[str, str | Path] | None = None) -> list[tuple[str, str]]:
-    """The validation sections of a segmentation run: metrics per label with CIs, then the worst and best cases.
+    """The task sections of a segmentation report: the worst and best validation cases (overlays with a legend, their
+    uncertainty when the run has it).
 
     Args:
         run_dir: the run folder.
@@ -199,17 +286,28 @@ def segmentation_sections(run_dir: str | Path, *, images: Mapping[str, str | Pat
             ``validation/summary.json``).
     """
     run_dir = Path(run_dir)
-    val_html, rows, val_summary = validation_section(run_dir)
+    _, rows, val_summary = validation_section(run_dir)
     img_index = {str(k): Path(v) for k, v in images.items()} if images else None
     ref_index = {str(k): Path(v) for k, v in references.items()} if references else None
-    return [("Validation metrics", val_html),
-            ("Validation overlays", _overlay_section(run_dir, rows, val_summary, img_index, ref_index))]
+    return [("Worst and best validation cases", _overlay_section(run_dir, rows, val_summary, img_index, ref_index))]
+
+
+def segmentation_full_tables(run_dir: str | Path) -> list[tuple[str, str]]:
+    """(summary, HTML) of the full validation tables: every metric per label with CIs, and per case."""
+    return [("Validation metrics: every metric per label and per case", validation_section(Path(run_dir))[0])]
 
 
 def write_segmentation_report(run_dir: str | Path, *, images: Mapping[str, str | Path] | None = None,
                               references: Mapping[str, str | Path] | None = None) -> Path:
-    """``RUN/report.html`` of a segmentation run (see :func:`segmentation_sections`)."""
-    return write_report(run_dir, segmentation_sections(run_dir, images=images, references=references))
+    """``RUN/report.html`` of a segmentation run: the headline, the worst and best cases, then what
+    :func:`~medsight.report.run.write_report` adds (uncertainty, training, plan), then the full tables."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return write_report(run_dir)  # raises the one-line error
+    return write_report(run_dir, segmentation_sections(run_dir, images=images, references=references),
+                        headline=render_headline(segmentation_headline(run_dir)),
+                        full=segmentation_full_tables(run_dir))
 
 
-__all__ = ["segmentation_sections", "validation_section", "write_segmentation_report"]
+__all__ = ["cases_legend", "choose_cases", "heat_rgb", "segmentation_full_tables", "segmentation_sections", "validation_section",
+           "write_segmentation_report"]

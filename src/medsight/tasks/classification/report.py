@@ -1,5 +1,7 @@
-"""The HTML report of a classification run: cross-validated metrics with 95 % CIs, ROC / PR / reliability /
-confusion plots, training curves, and Grad-CAM heat maps of the most and least confident validation cases."""
+"""The HTML report of a classification run, answer first: the headline (AUC with its 95 % CI, per class and per
+fold), Grad-CAM heat maps of the most and least confident validation cases, the cross-validated metrics with
+95 % CIs and the ROC / PR / reliability / confusion plots, then training, plan and the full tables
+(:func:`medsight.report.run.write_report`)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,21 @@ import numpy as np
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medsight.engine.run import BEST, fold_paths
 from medsight.explain import grad_cam, montage_3d, occlusion, overlay_heatmap
-from medsight.report.html import esc, fmt, img, na, table
+from medsight.report.headline import classification_headline, render_headline
+from medsight.report.html import esc, figure, fmt, na, table
 from medsight.report.run import write_report
 from medsight.tasks.classification.plan import ClassificationPlan
 
 log = logging.getLogger(__name__)
 
 _HEATMAP_CASES = 3  # most and least confident each
+_FIGURES = {"roc": "ROC curve", "pr": "precision-recall curve", "reliability": "reliability diagram (calibration)",
+            "confusion": "confusion matrix at the decision threshold"}
 _SHOWN = ("auc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "ece")
 
 
 def metrics_section(vdir: Path) -> str:
+    """The cross-validated metrics with their CIs, and the ROC / PR / reliability / confusion figures."""
     path = vdir / "metrics.json"
     if not path.is_file():
         return na("not available: no fold with validation cases finished yet")
@@ -43,7 +49,7 @@ def metrics_section(vdir: Path) -> str:
              "CIs: percentile bootstrap over cases, stratified by class.</p>",
              table(("metric", "value", "95 % CI"), rows, (False, True, False))]
     figs = [(n, vdir / f"{n}.png") for n in ("roc", "pr", "reliability", "confusion")]
-    parts += [f"<figure>{img(p.read_bytes(), alt=n)}<figcaption>{esc(n)}</figcaption></figure>" for n, p in figs if p.is_file()]
+    parts += [figure(p.read_bytes(), _FIGURES[n], alt=n) for n, p in figs if p.is_file()]
     return "".join(parts)
 
 
@@ -110,16 +116,29 @@ def heatmap_section(run: Path, plan: ClassificationPlan) -> str:
             overlay_heatmap(vol, heat, out / name, title=title)
         else:
             montage_3d(vol, heat, out / name, max_slices=8)
-        figs.append(f"<figure>{img((out / name).read_bytes(), alt=cid)}<figcaption>{esc(kind)}: {esc(title)}</figcaption></figure>")
-    return "".join(figs) or na("no heat map could be computed")
+        figs.append(figure((out / name).read_bytes(), f"{kind}: {title}", alt=cid))
+    if not figs:
+        return na("no heat map could be computed")
+    return ('<p class="note">Where the network looked for its predicted class (p: its calibrated probability); warm '
+            "colours: regions that raised the score most.</p>" + "".join(figs))
+
+
+_PLAN_EXTRAS = ("imbalance", "tabular columns", "early stopping", "threshold")
+
+
+def plan_extras(plan: ClassificationPlan) -> list[tuple[str, str]]:
+    """The plan rows a classification run adds to the report's compact plan table."""
+    return [(k, v) for k, v in plan.table() if k in _PLAN_EXTRAS]
 
 
 def write_classification_report(run: Path, plan: ClassificationPlan) -> Path:
-    """Write ``run/report.html`` with the classification sections."""
-    sections = [("Cross-validated metrics", metrics_section(run / "validation"))]
+    """Write ``run/report.html`` with the classification headline and sections."""
+    sections = []
     try:
-        sections.append(("Heat maps (most and least confident validation cases)", heatmap_section(run, plan)))
+        sections.append(("Most and least confident validation cases (heat maps)", heatmap_section(run, plan)))
     except Exception as exc:  # noqa: BLE001 - the report is written even when explaining fails
         log.warning("heat maps skipped: %s", exc)
         sections.append(("Heat maps", na(f"not available ({exc})")))
-    return write_report(run, sections=sections)
+    sections.append(("Cross-validated metrics", metrics_section(run / "validation")))
+    return write_report(run, sections=sections, headline=render_headline(classification_headline(run)),
+                        plan_rows=plan_extras(plan))

@@ -19,10 +19,11 @@ from medsight.engine.run import BEST
 from medsight.explain.gradcam import grad_cam
 from medsight.explain.render import draw_heatmap, robust_window, save_figure
 from medsight.models.multitask import ClassificationView, SegmentationView
-from medsight.report.html import esc, img, na
+from medsight.report.headline import classification_headline, render_headline, segmentation_headline
+from medsight.report.html import figure, na
 from medsight.report.overlay import best_slice, overlay_png
 from medsight.report.run import write_report
-from medsight.report.segmentation import validation_section
+from medsight.report.segmentation import cases_legend, segmentation_full_tables
 from medsight.tasks.classification.report import confidence_cases, metrics_section
 from medsight.tasks.multitask.plan import MultitaskPlan, load_multitask_plan
 from medsight.tasks.multitask.predict import pad_to
@@ -89,23 +90,29 @@ def gradcam_section(run: Path, plan: MultitaskPlan) -> str:
             continue
         title = f"{cid}: {plan.class_names[cls]} p={conf:.2f}"
         png = _figure(*parts, out / f"{cid.replace('/', '_')}.png", title)
-        figs.append(f"<figure>{img(png.read_bytes(), alt=cid)}<figcaption>{esc(kind)}: {esc(title)}</figcaption></figure>")
+        figs.append(figure(png.read_bytes(), f"{kind}: {title}", alt=cid))
     return "".join(figs) or na("no Grad-CAM could be computed")
 
 
 def write_multitask_report(run: str | Path) -> Path:
-    """Write ``run/report.html`` with the segmentation and classification sections and the Grad-CAM figures."""
+    """Write ``run/report.html``: one headline for both tasks (Dice and AUC with their CIs), the Grad-CAM figures,
+    the classification metrics, then training, plan and the full tables."""
 
     run = Path(run)
     plan = load_multitask_plan(run / "plans.json")
-    sections = [("Segmentation: validation metrics", validation_section(run)[0]),
-                ("Classification: cross-validated metrics", metrics_section(run / "validation"))]
+    seg = segmentation_headline(run, task=f"{plan.dims}D segmentation")
+    cls = classification_headline(run, task="classification")
+    sections = []
     try:
-        sections.append(("Grad-CAM of the classification head beside the predicted mask", gradcam_section(run, plan)))
+        legend = cases_legend([], plan.to_dict())
+        sections.append(("Grad-CAM of the classification head beside the predicted mask",
+                         legend + gradcam_section(run, plan)))
     except Exception as exc:  # noqa: BLE001 - the report is written even when explaining fails
         log.warning("Grad-CAM figures skipped: %s", exc)
         sections.append(("Grad-CAM", na(f"not available ({exc})")))
-    return write_report(run, sections=sections)
+    sections.append(("Classification: cross-validated metrics", metrics_section(run / "validation")))
+    return write_report(run, sections=sections, headline=render_headline(seg, cls),
+                        full=segmentation_full_tables(run))
 
 
 __all__ = ["gradcam_beside_mask", "gradcam_section", "write_multitask_report"]
