@@ -24,12 +24,14 @@ COMMAND_MODULES = (
     "medsight.cli.dataset",
     "medsight.cli.train",
     "medsight.cli.evaluate",
+    "medsight.cli.uncertainty",
     "medsight.cli.explain",
     "medsight.cli.clinical",
     "medsight.cli.registration",
     "medsight.cli.deploy",
     "medsight.cli.serve",
     "medsight.cli.synthesis",
+    "medsight.cli.pacs",
 )
 
 

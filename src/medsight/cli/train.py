@@ -16,7 +16,7 @@ CLASSIFIERS = ("resnet18", "resnet50", "densenet121", "smallcnn", "cnnlstm", "vi
 # Options that only some tasks take; each task lists the ones it accepts (medsight.tasks.task.Task).
 PLAN_OPTIONS = ("model", "tabular", "base_filters", "voxel_budget", "label_from_name", "loss_weighting", "heatmap", "max_size")
 TRAIN_OPTIONS = (*(o for o in PLAN_OPTIONS if o != "voxel_budget"), "init_from", "freeze_encoder", "target_sensitivity",
-                 "synthetic")
+                 "synthetic", "freeze_encoder_epochs")
 PREDICT_OPTIONS = ("save_probabilities", "dicom_seg", "rtstruct", "split")
 
 
@@ -24,13 +24,17 @@ def add_task_options(parser: argparse.ArgumentParser, *, train: bool) -> None:
     """The options that only some tasks take (on ``plan`` and ``train``)."""
     s = parser.add_argument_group("segmentation")
     s.add_argument("--base-filters", type=int, help="network width when planning (default 32 with a GPU, 16 on CPU)")
+    if train:
+        s.add_argument("--freeze-encoder-epochs", type=int, metavar="N", help="with --init-from: keep the encoder's "
+                       "weights fixed for the first N epochs (the new head and decoder adapt first)")
     if not train:
         s.add_argument("--voxel-budget", type=int, help="patch voxels x batch size per step")
     c = parser.add_argument_group("classification")
     c.add_argument("--model", help="network: " + ", ".join(CLASSIFIERS) + " (default resnet18)")
     c.add_argument("--tabular", help="CSV columns fused with the image features, e.g. age,sex")
     if train:
-        c.add_argument("--init-from", help="a medsight checkpoint to fine-tune from (matching weights are loaded)")
+        c.add_argument("--init-from", help="classification or segmentation: a medsight checkpoint to fine-tune from "
+                       "(weights matching by name and shape are loaded; segmentation: a new head when the labels differ)")
         c.add_argument("--freeze-encoder", action="store_true", help="with --init-from: train only the head")
         c.add_argument("--target-sensitivity", type=float, help="choose the decision threshold for this sensitivity "
                        "on validation data (default: Youden's J)")
@@ -96,10 +100,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--rtstruct", action="store_true",
                    help="DICOM series input: also write <case>_rtstruct.dcm (RT Structure Set: contours)")
     q.add_argument("--split", help="classification of a MedMNIST .npz: which split (default test)")
+    q.add_argument("--uncertainty", action="store_true", help="segmentation: also write <case>_uncertainty beside each "
+                   "label map and uncertainty.csv (score, review flag); classification: uncertainty and review columns "
+                   "in predictions.csv (see docs/uncertainty.md)")
     d = q.add_argument_group("deployment (RUN_DIR may also be a 'medsight export' folder)")
     d.add_argument("--engine", default="torch", choices=["torch", "onnx"],
                    help="torch (PyTorch, or a TorchScript export) or onnx (onnxruntime; a run's checkpoints are exported in memory)")
-    d.add_argument("--verify", action="store_true", help="refuse weights whose SHA-256 differs from the model card's")
+    d.add_argument("--verify", action="store_true", help="consistency check only: refuse weights, plans.json, calibration "
+                   "or export.json whose SHA-256 differs from the model_card.json beside them (whoever swaps the files "
+                   "can rewrite that card: pin a digest with --expect-sha256 to establish integrity)")
+    d.add_argument("--expect-sha256", metavar="DIGEST", help="refuse the model unless the digest of the files this "
+                   "prediction loads (weights of the folds used, plans.json, calibration, export.json) is DIGEST, as "
+                   "'medsight card' / 'medsight export' print it (default: $MEDSIGHT_MODEL_SHA256)")
     d.add_argument("--strict", action="store_true", help="refuse inputs unlike the training data (modality, spacing, "
                    "intensity) instead of warning")
     d.add_argument("--audit-log", help="append the audit line here (default: $MEDSIGHT_AUDIT_LOG, else OUTPUT/audit.jsonl)")
@@ -196,12 +208,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     request = PredictRequest(run=Path(args.run_dir), input=Path(args.input), output=Path(args.output), folds=folds,
                              device=args.device, tta=not args.no_tta, series_uid=args.series, engine=args.engine,
-                             strict=args.strict, overwrite=args.overwrite, progress=case_bar("predict", args.quiet))
+                             strict=args.strict, overwrite=args.overwrite, progress=case_bar("predict", args.quiet),
+                             uncertainty=args.uncertainty)
     recorded = {"tta": not args.no_tta, "device": args.device, "strict": args.strict, "split": args.split,
                 "save_probabilities": args.save_probabilities, "dicom_seg": args.dicom_seg,
-                "rtstruct": args.rtstruct, "series_given": bool(args.series)}
+                "rtstruct": args.rtstruct, "series_given": bool(args.series), "uncertainty": args.uncertainty}
     with audited_prediction(args.run_dir, args.input, args.output, folds=folds, engine=args.engine, verify=args.verify,
-                            parameters=recorded, log_path=args.audit_log) as written:
+                            expect_sha256=args.expect_sha256, parameters=recorded, log_path=args.audit_log) as written:
         written += task.predict(request, options)
     for w in written:
         print(w)

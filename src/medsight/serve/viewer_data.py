@@ -7,6 +7,7 @@ name               what
 ``labels``         the predicted label map (job output, or the fold's validation prediction)
 ``reference``      the reference label map (uploaded with the job, or the dataset's label file)
 ``probabilities``  per-label probabilities ``(K, *spatial)`` on the input's grid
+``uncertainty``    voxel uncertainty of a validation case (normalised predictive entropy, 0 certain .. 1 uniform)
 ``heatmap``        Grad-CAM (classification) or label saliency (segmentation) on the network's input grid
 ``heatmap_image``  the image as the network saw it, on that grid (the heat map's background)
 =================  ==========================================================================================
@@ -27,7 +28,8 @@ from medsight.serve.runs import RunCase
 from medsight.serve.volumes import Volume, fraction_volume, image_volume, label_volume
 
 #: volume name -> attribute of :class:`~medsight.serve.runs.RunCase` holding its file
-CASE_VOLUMES = {"image": "image", "labels": "prediction", "reference": "reference", "probabilities": "probabilities"}
+CASE_VOLUMES = {"image": "image", "labels": "prediction", "reference": "reference", "probabilities": "probabilities",
+                "uncertainty": "uncertainty"}
 
 
 def _label_names(run: Path) -> dict[str, int]:
@@ -72,6 +74,9 @@ def case_volume(case: RunCase, name: str, run: Path) -> Volume:
         return label_volume(read_label_map(case.reference, names), names)
     if name == "probabilities" and case.probabilities is not None:
         return _probabilities(case.probabilities, read_image(case.prediction), names)
+    if name == "uncertainty" and case.uncertainty is not None:
+        umap = read_image(case.uncertainty)
+        return fraction_volume(umap.array[:1], umap, kind="uncertainty")
     return label_volume(read_label_map(case.prediction, names), names)
 
 

@@ -54,6 +54,7 @@ class PredictRequest:
     strict: bool = False
     overwrite: bool = False
     progress: CaseProgress | None = None
+    uncertainty: bool = False  # also write uncertainty maps / scores and the review flag (segmentation, classification)
 
 
 @dataclass(frozen=True)

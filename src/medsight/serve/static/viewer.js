@@ -174,6 +174,7 @@ async function openSource(source) {
     if (info.has_image) names.push("image");
     if (info.has_reference) names.push("reference");
     if (info.has_probabilities) names.push("probabilities");
+    if (info.has_uncertainty) names.push("uncertainty");
   }
   const vols = {};
   try {
@@ -241,6 +242,8 @@ function setupControls() {
       heat.append(el("option", { value: `prob:${k}`, text: `probability of ${probs.meta.labels[k] || `label ${k}`}` }));
     }
   }
+  // the voxel uncertainty of medsight predict --uncertainty: normalised predictive entropy, 0 certain .. 1 uniform
+  if (S.vols.uncertainty) heat.append(el("option", { value: "uncertainty", text: "uncertainty (entropy, 0-1)" }));
   if (S.vols.heatmap) heat.append(el("option", { value: "heatmap", text: "Grad-CAM / saliency (network grid)" }));
   heat.value = [...heat.options].some((o) => o.value === keep) ? keep : "none";
   const compare = $("compare");
@@ -299,9 +302,10 @@ function jet(v) {
 function overlaysFor(role) {
   if (onNetworkGrid()) return { labels: null, heat: S.vols.heatmap, channel: 0 };
   const heatMode = $("heat").value;
-  const heat = heatMode.startsWith("prob:") ? S.vols.probabilities : null;
+  const prob = heatMode.startsWith("prob:");
+  const heat = prob ? S.vols.probabilities : heatMode === "uncertainty" ? S.vols.uncertainty || null : null;
   const labels = $("overlay-on").checked ? S.vols[role] || null : null;
-  return { labels, heat, channel: heat ? +heatMode.split(":")[1] : 0 };
+  return { labels, heat, channel: prob && heat ? +heatMode.split(":")[1] : 0 };
 }
 
 function drawPlane(canvas, plane, role) {
@@ -467,6 +471,8 @@ function readout(e, canvas, plane, role) {
       for (let k = 1; k < pv.meta.channels; k++) probs.push(`${pv.meta.labels[k] || k} ${fmt(pv.data[k * n + i] * pv.meta.scale, 2)}`);
       parts.push(`p(${probs.join(", ")})`);
     }
+    const uv = S.vols.uncertainty;
+    if (uv) parts.push(`uncertainty ${fmt(uv.data[i] * uv.meta.scale, 2)}`);
   } else if (S.vols.heatmap) {
     parts.push(`heat ${fmt(S.vols.heatmap.data[i] * S.vols.heatmap.meta.scale, 2)}`);
   }

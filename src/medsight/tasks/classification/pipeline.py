@@ -29,6 +29,7 @@ import torch
 
 from medsight.core.atomic import write_text
 from medsight.core.outputs import check_new_output
+from medsight.core.pinned import is_pinned, read_text
 from medsight.core.tables import json_safe
 from medsight.data.dataset import DatasetSpec, load_case, load_dataset
 from medsight.data.fingerprint import compute_fingerprint
@@ -54,6 +55,7 @@ from medsight.report.card import write_model_card
 from medsight.tasks.classification.plan import ClassificationPlan, load_plan, make_classification_plan
 from medsight.tasks.classification.report import write_classification_report
 from medsight.tasks.classification.trainer import ClassificationTrainer, predict_logits, probabilities
+from medsight.tasks.classification.uncertainty import classification_review_threshold, image_uncertainty
 from medsight.transforms.classification import (
     ClassificationCache,
     encode_tabular,
@@ -305,8 +307,12 @@ def _label_text(y: Any, plan: ClassificationPlan) -> str:
 
 
 def predictions_csv(files: list[str], probs: np.ndarray, plan: ClassificationPlan, *, labels: np.ndarray | None,
-                    thresholds: list[float] | None, logits: np.ndarray | None = None) -> str:
-    """``file, prob_<class>..., pred[, label][, logit_<class>...]`` as CSV text."""
+                    thresholds: list[float] | None, logits: np.ndarray | None = None,
+                    uncertainty: np.ndarray | None = None, review_above: float | None = None) -> str:
+    """``file, prob_<class>..., pred[, label][, logit_<class>...][, uncertainty, review]`` as CSV text.
+
+    ``review`` is ``uncertainty > review_above`` (empty when the run has no threshold).
+    """
     buf = io.StringIO()
     w = csv.writer(buf)
     header = ["file", *[f"prob_{n}" for n in plan.class_names], "pred"]
@@ -314,6 +320,8 @@ def predictions_csv(files: list[str], probs: np.ndarray, plan: ClassificationPla
         header.append("label")
     if logits is not None:
         header += [f"logit_{n}" for n in plan.class_names]
+    if uncertainty is not None:
+        header += ["uncertainty", "review"]
     w.writerow(header)
     preds = predicted_names(probs, plan, thresholds)
     for i, f in enumerate(files):
@@ -322,6 +330,8 @@ def predictions_csv(files: list[str], probs: np.ndarray, plan: ClassificationPla
             row.append(_label_text(labels[i], plan))
         if logits is not None:
             row += [f"{v:.6f}" for v in logits[i]]
+        if uncertainty is not None:
+            row += [f"{uncertainty[i]:.6f}", "" if review_above is None else str(bool(uncertainty[i] > review_above)).lower()]
         w.writerow(row)
     return buf.getvalue()
 
@@ -342,13 +352,15 @@ def read_predictions(path: Path, plan: ClassificationPlan) -> tuple[list[str], n
 
 
 def write_evaluation(out: Path, files: list[str], probs: np.ndarray, y: np.ndarray, plan: ClassificationPlan,
-                     thresholds: list[float] | None) -> dict[str, Any]:
+                     thresholds: list[float] | None, *, uncertainty: np.ndarray | None = None,
+                     review_above: float | None = None) -> dict[str, Any]:
     """metrics.json (with bootstrap CIs), predictions.csv and ROC / PR / reliability / confusion plots in ``out``."""
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = cm.classification_metrics(y, probs, plan.class_names, multilabel=plan.multilabel, thresholds=thresholds)
     write_text(out / "metrics.json", json.dumps(json_safe(metrics), indent=2))
-    write_text(out / "predictions.csv", predictions_csv(files, probs, plan, labels=y, thresholds=thresholds))
+    write_text(out / "predictions.csv", predictions_csv(files, probs, plan, labels=y, thresholds=thresholds,
+                                                        uncertainty=uncertainty, review_above=review_above))
     try:
         plots.plot_roc(y, probs, plan.class_names, out / "roc.png", multilabel=plan.multilabel)
         plots.plot_precision_recall(y, probs, plan.class_names, out / "pr.png", multilabel=plan.multilabel)
@@ -373,7 +385,8 @@ class ClassificationPredictor:
         self.plan = plan
         self.device = torch.device("cpu" if engine == "onnx" else device or ("cuda" if torch.cuda.is_available() else "cpu"))
         ckpts, self.models = load_networks(run, folds=folds, engine=engine, device=self.device)
-        cal = json.loads((run / "calibration.json").read_text()) if (run / "calibration.json").is_file() else {}
+        cal_file = run / "calibration.json"  # the hashed bytes during a checked prediction (core.pinned)
+        cal = json.loads(read_text(cal_file)) if is_pinned(cal_file) or cal_file.is_file() else {}
         temps = cal.get("temperature") or {}
         self.temperatures = [float(temps.get(c.parent.name.split("_", 1)[1], 1.0)) for c in ckpts]
         self.thresholds: list[float] | None = cal.get("thresholds")
@@ -420,13 +433,15 @@ def _labelled_inputs(inp: Path, split: str | None) -> DatasetSpec | None:
 def predict_classification(run_dir: str | Path, input_path: str | Path, output: str | Path, *, split: str | None = None,
                            folds: list[int] | None = None, device: str | None = None, tta: bool = True, series_uid: str | None = None,
                            progress: Callable[[int, int], None] | None = None, engine: str = "torch",
-                           strict: bool = False, overwrite: bool = False) -> list[Path]:
+                           strict: bool = False, overwrite: bool = False, uncertainty: bool = False) -> list[Path]:
     """Classify a file, a folder of images, a DICOM series, or a labelled dataset (CSV / NPZ split / class folders).
 
     Writes ``OUTPUT/predictions.csv`` (``file``, ``prob_<class>``..., ``pred``; ``label`` when known) and, for
     labelled input, ``metrics.json`` and plots scored with the thresholds chosen on validation data.
     ``run_dir`` may be an export; ``engine`` (``torch`` or ``onnx``) and ``strict`` as in
-    :func:`medsight.tasks.segmentation.pipeline.predict`.
+    :func:`medsight.tasks.segmentation.pipeline.predict`. ``uncertainty`` adds the columns ``uncertainty`` (normalised
+    entropy of the fold-mean probability) and ``review`` (above the threshold chosen on the run's validation
+    predictions, :mod:`medsight.tasks.classification.uncertainty`).
     """
 
     inp = Path(input_path)
@@ -467,15 +482,20 @@ def predict_classification(run_dir: str | Path, input_path: str | Path, output: 
     images = np.stack(arrays)
     tabular = np.stack(tab) if tab and plan.tabular else None
     probs = pred.probabilities(images, tabular)
+    unc = image_uncertainty(probs, plan.multilabel) if uncertainty else None
+    review_above = classification_review_threshold(Path(run_dir), plan) if uncertainty else None
+    if uncertainty and review_above is None:
+        log.warning("%s has no pooled validation predictions: uncertainty is written without a review flag", run_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if spec is not None and all(lab is not None for lab in labels):
 
         y = label_array(labels, plan.num_classes, plan.multilabel)
-        metrics = write_evaluation(out, names, probs, y, plan, pred.thresholds)
+        metrics = write_evaluation(out, names, probs, y, plan, pred.thresholds, uncertainty=unc, review_above=review_above)
         written += [out / "metrics.json"]
         log.info("scored %d labelled cases: AUC %s, accuracy %s", len(names), metrics.get("auc"), metrics.get("accuracy"))
     else:
-        write_text(out / "predictions.csv", predictions_csv(names, probs, plan, labels=None, thresholds=pred.thresholds))
+        write_text(out / "predictions.csv", predictions_csv(names, probs, plan, labels=None, thresholds=pred.thresholds,
+                                                            uncertainty=unc, review_above=review_above))
     written.insert(0, out / "predictions.csv")
     return written

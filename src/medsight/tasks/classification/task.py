@@ -76,7 +76,7 @@ def _predict(request: PredictRequest, options: Options) -> list[Path]:
     return predict_classification(request.run, request.input, request.output, split=options.get("split"),
                                   folds=request.folds, device=request.device, tta=request.tta,
                                   series_uid=request.series_uid, progress=request.progress, engine=request.engine,
-                                  strict=request.strict, overwrite=request.overwrite)
+                                  strict=request.strict, overwrite=request.overwrite, uncertainty=request.uncertainty)
 
 
 def _explain(state: dict[str, Any], checkpoint: Path, inp: Path, out: Path, options: Options) -> list[Path]:

@@ -60,7 +60,8 @@ def training_lines(summary: Mapping[str, Any], run: Path) -> list[str]:
 
 
 def _predict(request: PredictRequest, options: Options) -> list[Path]:
-    for flag, given in (("--engine onnx", request.engine != "torch"), ("--strict", request.strict)):
+    for flag, given in (("--engine onnx", request.engine != "torch"), ("--strict", request.strict),
+                        ("--uncertainty", request.uncertainty)):
         if given:
             raise MedsightError(f"Expected {flag} only for segmentation or classification runs, got it for a multitask run; "
                                 "drop it")
