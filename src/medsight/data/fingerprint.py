@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from medsight.data.dataset import DatasetSpec, load_case
+from medsight.data.field_of_view import RASTER_EXTENT_KEY, combine
+from medsight.data.field_of_view import measure as measure_extent
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class Fingerprint:
         label_cases: label value -> number of cases containing it.
         image_format: format of the first image (``nifti``, ``png`` ...), to choose output formats.
         crop_fraction: median fraction of voxels kept by the non-zero crop.
+        absent_labels: partial labels: case id -> label values not annotated in that case (from
+            :attr:`~medsight.data.spec.DatasetSpec.absent`); ``label_cases`` counts only annotated cases.
     """
 
     dims: int
@@ -61,6 +65,7 @@ class Fingerprint:
     image_format: str
     crop_fraction: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    absent_labels: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def median_spacing(self) -> np.ndarray:
@@ -84,7 +89,12 @@ class Fingerprint:
             label_voxels={int(k): int(v) for k, v in d["label_voxels"].items()},
             label_cases={int(k): int(v) for k, v in d["label_cases"].items()},
             image_format=d.get("image_format", ""), crop_fraction=float(d.get("crop_fraction", 1.0)), extra=d.get("extra", {}),
+            absent_labels={str(k): [int(x) for x in v] for k, v in d.get("absent_labels", {}).items()},
         )
+
+    def annotated_cases(self, value: int) -> int:
+        """Cases in which label ``value`` was annotated (all cases minus those where it is absent)."""
+        return self.num_cases - sum(value in v for v in self.absent_labels.values())
 
     def summary(self) -> dict[str, Any]:
         """Small, human-readable facts for the plan table and model cards."""
@@ -147,6 +157,7 @@ def compute_fingerprint(spec: DatasetSpec, *, progress: Callable[[int, int], Non
     label_cases: dict[int, int] = {}
     crop_fracs = []
     first_format, names, modalities = "", [], []
+    extents: list[tuple[float, float | None]] = []  # raster 2D images: their side and field of view
     total = len(spec.cases)
     for i, ref in enumerate(spec.cases):
         case = load_case(spec, ref)
@@ -165,6 +176,8 @@ def compute_fingerprint(spec: DatasetSpec, *, progress: Callable[[int, int], Non
         crop_fracs.append(crop[0].size / max(arr[0].size, 1))
         spacings.append(list(img.spacing))
         shapes.append(list(crop.shape[1:]))
+        if img.is_raster and img.ndim == 2:
+            extents.append(measure_extent(arr))
         lab = case.label_array
         if lab is not None:
             vals, counts = np.unique(lab, return_counts=True)
@@ -198,8 +211,10 @@ def compute_fingerprint(spec: DatasetSpec, *, progress: Callable[[int, int], Non
             mean=float(a.mean()), std=float(a.std()), p00_5=float(np.percentile(a, 0.5)), p99_5=float(np.percentile(a, 99.5)),
             fg_mean=float(f.mean()), fg_std=float(f.std()), fg_p00_5=float(np.percentile(f, 0.5)), fg_p99_5=float(np.percentile(f, 99.5)),
         ))
+    # pictures carry no pixel size: the training scale is their field of view or side (data.field_of_view)
+    extra = {RASTER_EXTENT_KEY: combine(extents).as_dict()} if extents and len(extents) == total else {}
     return Fingerprint(
         dims=max(dims_seen), num_cases=total, spacings=spacings, shapes=shapes, channels=channels,
         label_voxels=label_voxels, label_cases=label_cases, image_format=first_format,
-        crop_fraction=float(np.median(crop_fracs)),
+        crop_fraction=float(np.median(crop_fracs)), absent_labels=spec.absent_label_values, extra=extra,
     )

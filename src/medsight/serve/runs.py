@@ -21,6 +21,8 @@ from medsight.data.dataset import load_dataset
 from medsight.engine.run import BEST, fold_name, fold_paths, plan_task
 from medsight.errors import MedsightError, user_error
 from medsight.io import full_suffix, strip_suffix
+from medsight.io.cases import UNCERTAINTY_SUFFIX
+from medsight.transforms.postprocess import rules_of
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def run_facts(path: Path) -> dict[str, Any]:
         "folds": sorted(p.parent.name for p in fold_paths(path, BEST)),
         "reports": sorted(p.name for p in path.glob("*.html")),
         "metrics": summary.get("cross_validation") or {},
-        "postprocessing": (summary.get("postprocessing") or {}).get("largest_component"),
+        "postprocessing": {str(v): r.as_dict() for v, r in rules_of(summary.get("postprocessing") or {}).items()},
         "trained": summary.get("time"),
     }
     if task == "classification":
@@ -88,7 +90,8 @@ def run_facts(path: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RunCase:
-    """One validation case of a segmentation run: prediction, probabilities, image and reference files."""
+    """One validation case of a segmentation run: prediction, probabilities, voxel uncertainty, image and reference
+    files."""
 
     case_id: str
     fold: str
@@ -96,10 +99,12 @@ class RunCase:
     probabilities: Path | None
     image: Path | None
     reference: Path | None
+    uncertainty: Path | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"case_id": self.case_id, "fold": self.fold, "has_image": self.image is not None,
-                "has_reference": self.reference is not None, "has_probabilities": self.probabilities is not None}
+                "has_reference": self.reference is not None, "has_probabilities": self.probabilities is not None,
+                "has_uncertainty": self.uncertainty is not None}
 
 
 class RunCatalog:
@@ -147,7 +152,7 @@ def _find_cases(run: Path) -> list[RunCase]:
     if plan_task(_read_json(run / "plans.json")) != "segmentation":
         return []
     preds = sorted(p for p in fold_paths(run, "validation/*") if p.is_file() and full_suffix(p) in (".nii.gz", ".nii")
-                   and not p.name.startswith("."))
+                   and not p.name.startswith(".") and not strip_suffix(p).endswith(UNCERTAINTY_SUFFIX))
     if not preds:
         return []
     files = _dataset_files(run)
@@ -155,11 +160,13 @@ def _find_cases(run: Path) -> list[RunCase]:
     for p in preds:
         cid = strip_suffix(p)
         prob = p.parent / f"{cid}_probabilities.npz"
+        unc = p.parent / f"{cid}{UNCERTAINTY_SUFFIX}.nii.gz"
         image, ref = files.get(cid, (None, None))
         out.append(RunCase(case_id=cid, fold=fold_name(p.parent.parent), prediction=p,
                            probabilities=prob if prob.is_file() else None,
                            image=image if image is not None and image.exists() else None,
-                           reference=ref if ref is not None and ref.exists() else None))
+                           reference=ref if ref is not None and ref.exists() else None,
+                           uncertainty=unc if unc.is_file() else None))
     return out
 
 

@@ -74,7 +74,10 @@ def test_cli_train_predict_report_2d(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads((scored / "metrics.json").read_text())["n"] == 6
     assert json.loads((scored / "summary.json").read_text())["n_cases"] == 6
     assert len(_rows(scored / "predictions.csv")) == 7  # every case, the one without a class included
-    assert main(["-q", "evaluate", str(scored), str(root / "masks"), "--no-distances"]) == 0
+    # predict scored the masks already (per_case.csv): evaluating into the same folder replaces it only when asked
+    assert main(["-q", "evaluate", str(scored), str(root / "masks"), "--no-distances"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["-q", "evaluate", str(scored), str(root / "masks"), "--no-distances", "--overwrite"]) == 0
     assert main(["-q", "report", str(run)]) == 0
     capsys.readouterr()
     assert main(["-q", "explain", str(run), str(root / "images"), str(tmp_path / "explained")]) == 2  # not its task

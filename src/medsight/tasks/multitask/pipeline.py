@@ -10,7 +10,7 @@ Run-folder layout::
 
 After each fold its validation cases are predicted at native geometry (mirror TTA): masks are scored as in
 segmentation, and a temperature is fitted to the class logits. When folds have finished, the masks are pooled and
-the largest-component postprocessing decided (as in segmentation); the calibrated class probabilities are pooled
+the connected-component postprocessing decided per label (as in segmentation); the calibrated class probabilities are pooled
 and the decision threshold chosen (as in classification).
 """
 
@@ -55,7 +55,7 @@ from medsight.tasks.multitask.sampler import MultitaskCache
 from medsight.tasks.multitask.trainer import MultitaskTrainer
 from medsight.tasks.segmentation.pipeline import default_base_filters, mean_dice_of
 from medsight.transforms.cache import preprocess_dataset
-from medsight.transforms.postprocess import decide_largest_component, keep_largest_component
+from medsight.transforms.postprocess import decide_component_rules, postprocess_labels
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def validate_fold(data: MultitaskDataset, run: Path, fold_dir: Path, val_ids: li
     """Predict the fold's validation cases at native geometry (mirror TTA): masks scored, temperature fitted."""
 
     plan = load_multitask_plan(run / "plans.json")
-    plan = plan.with_changes(postprocessing={**plan.postprocessing, "largest_component": []})  # decided on raw masks
+    plan = plan.with_changes(postprocessing={**plan.postprocessing, "largest_component": [], "components": {}})  # raw masks
     pred = MultitaskPredictor.from_checkpoints([fold_dir / BEST], plan=plan, device=device)
     out = fold_dir / "validation"
     out.mkdir(parents=True, exist_ok=True)
@@ -205,13 +205,12 @@ def _pool_segmentation(data: MultitaskDataset, run: Path, plan: MultitaskPlan, d
                 if case.label_array is not None:
                     pooled[cid] = (read_image(f).array[0], case.label_array)
                     spacing[cid] = case.image.spacing
-    decision = decide_largest_component(pooled.values(), [v for v in plan.labels.values() if v != 0],
-                                        allowed=bool(plan.postprocessing.get("allowed", True)))
+    decision = decide_component_rules(pooled.values(), [v for v in plan.labels.values() if v != 0],
+                                      allowed=bool(plan.postprocessing.get("allowed", True)))
     plan = plan.with_changes(postprocessing=decision)
     ev = SegmentationEvaluator(plan.labels)
     for cid, (p, r) in pooled.items():
-        ev.add(cid, keep_largest_component(p, decision["largest_component"]) if decision["largest_component"] else p, r,
-               spacing=spacing[cid])
+        ev.add(cid, postprocess_labels(p, decision), r, spacing=spacing[cid])
     write_text(run / "validation" / "per_case.csv", rows_to_csv(ev.rows))
     summary = ev.summary()
     write_text(run / "validation" / "summary.json", json.dumps(json_safe(summary), indent=2))

@@ -5,6 +5,7 @@ Run-folder layout::
     RUN/plans.json  splits.json  config.json  preprocessed/
         fold_<k>/{checkpoint_best.pt, checkpoint_last.pt, metrics.csv, curves.png, validation/}
         validation/ (pooled per-case metrics after all folds)  summary.json  report.html
+        uncertainty.json (review threshold and its validation, :mod:`medsight.tasks.segmentation.uncertainty`)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from medsight.engine.config import RunOptions
 from medsight.engine.folds import train_folds
 from medsight.engine.parallel import train_folds_in_parallel as parallel_folds
 from medsight.engine.run import BEST, fold_dir, run_dataset_json
-from medsight.errors import user_error
+from medsight.errors import MedsightError, user_error
 from medsight.io import full_suffix, read_image, strip_suffix, write_image
 from medsight.io.cases import input_cases, output_suffix, write_probabilities
 from medsight.io.dicom_seg import dataset_colours, require_series_input, write_dicom_seg
@@ -45,8 +46,17 @@ from medsight.report.segmentation import write_segmentation_report
 from medsight.tasks.segmentation.plan import Plan, make_plan
 from medsight.tasks.segmentation.predictor import Predictor, segmentation_predictor
 from medsight.tasks.segmentation.trainer import SegmentationTrainer
+from medsight.tasks.segmentation.uncertainty import (
+    MAP_SUFFIX,
+    UNCERTAINTY_CSV,
+    map_path,
+    read_threshold,
+    run_uncertainty,
+    uncertainty_csv,
+    write_uncertainty_map,
+)
 from medsight.transforms.cache import CaseCache, preprocess_dataset
-from medsight.transforms.postprocess import decide_largest_component, keep_largest_component
+from medsight.transforms.postprocess import decide_component_rules, postprocess_labels
 from medsight.transforms.synthetic import check_ratio, prepare_synthetic_segmentation
 
 log = logging.getLogger(__name__)
@@ -195,7 +205,7 @@ def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[st
     pred = Predictor.from_checkpoints([fold_dir / BEST], device=device, tta=tta)
     out = fold_dir / "validation"
     out.mkdir(parents=True, exist_ok=True)
-    ev = SegmentationEvaluator(pred.plan.labels)
+    ev = SegmentationEvaluator(pred.plan.labels, absent=pred.plan.absent_labels)  # partial labels: not scored
     for cid in val_ids:
         case = load_case(spec, spec.case(cid))
         labels, probs = pred.predict_case(case)
@@ -228,11 +238,12 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
                                "plan": str(run / "plans.json"), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     if done:
         fg = [v for v in plan.labels.values() if v != 0]
-        pooled = SegmentationEvaluator(plan.labels)
+        pooled = SegmentationEvaluator(plan.labels, absent=plan.absent_labels)  # partial labels: not scored
         cases = []
         for k in done:
             for f in sorted((fold_dir(run, k) / "validation").glob("*.nii.gz")):
-                cases.append((strip_suffix(f), f))
+                if not f.name.endswith(f"{MAP_SUFFIX}.nii.gz"):  # uncertainty maps lie beside the label maps
+                    cases.append((strip_suffix(f), f))
         preds = {}
         for cid, f in cases:
             case = load_case(spec, spec.case(cid))
@@ -241,13 +252,12 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
                 raise user_error("a label map for validation case", cid, spec.root, "check the dataset's label files")
             pred = read_image(f).array[0]
             preds[cid] = (pred, ref, case.image.spacing, case.mask.array[0] if case.mask is not None else None)
-        decision = decide_largest_component(((p, r) for p, r, _, _ in preds.values()), fg,
-                                            allowed=plan.postprocessing.get("allowed", True), decided=len(done) == num_folds)
-        chosen = decision["largest_component"]
+        decision = decide_component_rules(((p, r) for p, r, _, _ in preds.values()), fg,
+                                          allowed=plan.postprocessing.get("allowed", True), decided=len(done) == num_folds)
         plan = plan.with_changes(postprocessing=decision)
         plan.save(run / "plans.json")
         for cid, (pred, ref, spacing, roi) in preds.items():
-            pooled.add(cid, keep_largest_component(pred, chosen) if chosen else pred, ref, spacing=spacing, roi=roi)
+            pooled.add(cid, postprocess_labels(pred, decision), ref, spacing=spacing, roi=roi)
         vdir = run / "validation"
         write_text(vdir / "per_case.csv", rows_to_csv(pooled.rows))
         pooled_summary = pooled.summary()
@@ -258,6 +268,12 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
             "mean_dice": mean_dice_of(pooled_summary),
             "per_label_dice": {name: lab["metrics"]["dice"]["mean"] for name, lab in pooled_summary.get("labels", {}).items()},
         }
+        try:  # review threshold, Spearman and AUROC on these validation cases: uncertainty.json
+            unc = run_uncertainty(run)
+            summary["uncertainty"] = {k: unc[k] for k in ("threshold", "spearman", "auroc", "n_failed", "flagged")} | {
+                "dice_below": unc["goal"]["dice_below"]}
+        except MedsightError as exc:  # e.g. folds validated before probabilities were saved: the rest still stands
+            log.warning("no uncertainty threshold for %s: %s", run, exc)
     write_text(run / "summary.json", json.dumps(json_safe(summary), indent=2))
 
     images = {c.case_id: c.images[0] for c in spec.cases}
@@ -271,13 +287,16 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
 def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, tta: bool = True, folds: list[int] | None = None,
             device: str | None = None, save_probabilities: bool = False, series_uid: str | None = None,
             progress: Callable[[int, int], None] | None = None, dicom_seg: bool = False, engine: str = "torch",
-            strict: bool = False, rtstruct: bool = False, overwrite: bool = False) -> list[Path]:
+            strict: bool = False, rtstruct: bool = False, overwrite: bool = False, uncertainty: bool = False) -> list[Path]:
     """Segment a file, a folder of images or a DICOM series with the run's folds; returns the written files.
 
     Label maps are written in the input's geometry and format (NIfTI in -> NIfTI out, PNG in -> PNG out, DICOM ->
     NIfTI). Binary raster predictions are written as 0/255 so they are visible; others as label values.
     ``dicom_seg``: for a DICOM series input, also write ``<case>_seg.dcm`` (DICOM-SEG, :mod:`medsight.io.dicom_seg`).
     ``rtstruct``: also write ``<case>_rtstruct.dcm`` (RT Structure Set, :mod:`medsight.io.rtstruct`).
+    ``uncertainty``: also write ``<case>_uncertainty<suffix>`` (the voxel uncertainty, normalised predictive entropy,
+    float32 in NIfTI / 0-255 in PNG or TIFF) beside each label map, and ``uncertainty.csv`` (case, score, the run's
+    threshold, review = score > threshold) in the output folder (:mod:`medsight.tasks.segmentation.uncertainty`).
     An output that is one of the inputs is refused; existing outputs are replaced only with ``overwrite``.
     ``run_dir`` may also be an export (``medsight export``); ``engine`` ``torch`` or ``onnx`` (onnxruntime) runs the
     same preprocessing, sliding window, TTA and postprocessing. Each input is checked against the training fingerprint
@@ -292,7 +311,15 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
     cases = input_cases(inp, len(plan.channel_names))
     out = Path(output)
     single_file_out = inp.is_file() and full_suffix(out) != ""
-    written = []
+    written: list[Path] = []
+    threshold = read_threshold(Path(run_dir)) if uncertainty else None
+    if uncertainty and threshold is None:
+        log.warning("%s has no uncertainty.json: scores are written without a review flag "
+                    "(run 'medsight uncertainty %s' to choose the threshold)", run_dir, run_dir)
+    scored: list[tuple[str, float, float | None]] = []
+    csv_path = (out.parent if single_file_out else out) / UNCERTAINTY_CSV
+    if uncertainty:
+        check_new_output(csv_path, [f for _, fs in cases for f in fs], overwrite=overwrite)
     for i, (cid, files) in enumerate(cases):
         parts = [read_image(f, series_uid=series_uid) for f in files]
         image = parts[0] if len(parts) == 1 else parts[0].with_array(np.concatenate([p.array for p in parts]))
@@ -311,13 +338,19 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
         stem = target.parent / strip_suffix(target)
         for path in (target, *([Path(f"{stem}_seg.dcm")] if dicom_seg else []),
                      *([Path(f"{stem}_rtstruct.dcm")] if rtstruct else []),
-                     *([target.parent / f"{cid}_probabilities.npz"] if save_probabilities else [])):
+                     *([target.parent / f"{cid}_probabilities.npz"] if save_probabilities else []),
+                     *([map_path(target)] if uncertainty else [])):
             check_new_output(path, files, overwrite=overwrite)
-        labels, probs = predictor.predict_case(Case(case_id=cid, image=image), with_probabilities=save_probabilities)
+        result = predictor.predict(Case(case_id=cid, image=image), with_probabilities=save_probabilities,
+                                   with_uncertainty=uncertainty)
+        labels, probs = result.labels, result.probabilities
         if suffix in (".png", ".tif", ".tiff", ".bmp") and plan.binary_masks:
             labels = labels.with_array((labels.array > 0).astype(np.uint8) * 255)
         write_image(labels, target)
         written.append(target)
+        if result.uncertainty is not None and result.score is not None:
+            written.append(write_uncertainty_map(result.uncertainty, map_path(target)))
+            scored.append((cid, result.score, threshold))
         if dicom_seg or rtstruct:
             colours = dataset_colours(run_dataset_json(run_dir), plan.labels)
             uid = image.source.series_uid or None
@@ -331,4 +364,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path, *, 
             write_probabilities(target.parent / f"{cid}_probabilities.npz", probs)
         if progress:
             progress(i + 1, len(cases))
+    if uncertainty:
+        write_text(csv_path, uncertainty_csv(scored))
+        written.append(csv_path)
     return written

@@ -71,6 +71,13 @@ class Plan:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     version: int = PLAN_VERSION
     task: str = "segmentation"
+    #: partial labels: case id -> label values not annotated in that case (unlabelled, not background); the loss
+    #: merges them into background for that case and validation does not score them (docs/segmentation.md).
+    absent_labels: dict[str, list[int]] = field(default_factory=dict)
+
+    def absent_of(self, case_id: str) -> list[int]:
+        """Label values not annotated in ``case_id`` (empty for a fully annotated or unknown case)."""
+        return list(self.absent_labels.get(case_id, []))
 
     @property
     def num_classes(self) -> int:
@@ -123,7 +130,9 @@ class Plan:
             ("deep supervision", str(net.deep_supervision)),
             ("optimiser", f"{self.training.optimizer} lr {self.training.learning_rate:g}, {self.training.schedule}"),
             ("crop to non-zero", str(self.crop_nonzero)),
-            ("postprocessing", "largest component allowed (decided after cross-validation)" if self.postprocessing.get("allowed") else "none"),
+            ("partial labels", f"{len(self.absent_labels)} case(s) lack some labels (unlabelled, not background)"
+             if self.absent_labels else "none (every case fully annotated)"),
+            ("postprocessing", "connected-component rules per label allowed (decided after cross-validation)" if self.postprocessing.get("allowed") else "none"),
         ]
         fp = self.fingerprint.get("summary") if isinstance(self.fingerprint, dict) else None
         if fp:
@@ -212,7 +221,7 @@ def make_plan(
     fmt = {"png": ".png", "tiff": ".png", "gif": ".png", "bmp": ".png", "jpeg": ".png"}.get(fp.image_format, ".nii.gz")
     aug = AugmentConfig(mirror_axes=tuple(range(d)), rotate_deg=30.0 if d == 3 else 180.0)
     fg_labels = [v for v in labels.values() if v != 0]
-    single_component_likely = all(fp.label_cases.get(v, 0) >= 0.9 * fp.num_cases for v in fg_labels)
+    single_component_likely = all(fp.label_cases.get(v, 0) >= 0.9 * fp.annotated_cases(v) for v in fg_labels)
     return Plan(
         dataset=dataset, dims=d, channel_names=[c.name for c in fp.channels], modalities=modalities, labels=dict(labels),
         target_spacing=[round(float(x), 5) for x in target], normalization=norms, patch_size=patch_i, batch_size=batch,
@@ -222,4 +231,5 @@ def make_plan(
         crop_nonzero=fp.crop_fraction < 0.95,
         postprocessing={"largest_component": [], "allowed": bool(single_component_likely), "decided": False},
         fingerprint={"summary": fp.summary(), "median_spacing": [float(x) for x in med_spacing], "full": fp.to_dict()},
+        absent_labels={k: list(v) for k, v in fp.absent_labels.items()},
     )
