@@ -89,7 +89,8 @@ def test_segmentation_training_keeps_synthetic_cases_out_of_validation(tmp_path:
           synthetic=tmp_path / "syn", synthetic_ratio=1.0)
     split = json.loads((run / "splits.json").read_text())[0]
     assert not any(c.startswith("synthetic_") for c in split["train"] + split["val"])
-    validated = sorted(p.name for p in (run / "fold_0" / "validation").glob("*.nii.gz"))
+    validated = sorted(p.name for p in (run / "fold_0" / "validation").glob("*.nii.gz")
+                       if not p.name.endswith("_uncertainty.nii.gz"))  # the voxel uncertainty beside each
     assert validated == sorted(f"{c}.nii.gz" for c in split["val"])
     assert json.loads((run / "config.json").read_text())["synthetic"]["cases"] == 3
     with (run / "validation" / "per_case.csv").open() as fh:
