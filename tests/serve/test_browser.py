@@ -33,10 +33,12 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_server(serve_runs: dict[str, Path], tmp_path: Path) -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` of uvicorn serving both test runs (token required) in a thread."""
+    """``http://127.0.0.1:<port>`` of uvicorn serving both test runs (token required) in a thread, and the studies
+    of a DICOM node working in ``tmp_path / "node"``."""
     import uvicorn
 
-    app = create_app(ServeConfig(runs=(serve_runs["runs"],), token=TOKEN, work_dir=tmp_path / "work"))
+    app = create_app(ServeConfig(runs=(serve_runs["runs"],), token=TOKEN, work_dir=tmp_path / "work",
+                                 pacs_workdir=tmp_path / "node"))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning",
                                            access_log=False))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
@@ -132,3 +134,27 @@ def test_viewer_loads_a_case_scrolls_and_toggles_overlays(live_server: str, serv
             browser.close()
     assert shot.stat().st_size > 10_000
     assert not errors, errors
+
+
+def test_viewer_shows_the_dicom_nodes_studies_and_their_state(live_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from medsight.pacs.config import NodeConfig
+    from medsight.pacs.store import JobStore
+
+    store = JobStore(NodeConfig(workdir=tmp_path / "node").store_path)
+    store.record_instance(series_uid="1.2.3.9.1", study_uid="1.2.3.9", sop_uid="1.2.3.9.1.1", path="x.dcm",
+                          folder="incoming", modality="CT", now=time.time())
+    store.record_refused(series_uid="1.2.3.9.2", study_uid="1.2.3.9", folder="incoming", reason="not an image: SR")
+    store.close()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 950})
+            page.goto(f"{live_server}/?token={TOKEN}")
+            page.wait_for_selector("[data-study='1.2.3.9']")
+            assert page.locator("#pacs-section").is_visible()
+            text = page.locator("[data-study='1.2.3.9']").inner_text()
+            assert "failed" in text and "not an image: SR" in text and "received" in text
+        finally:
+            browser.close()

@@ -107,6 +107,29 @@ async function loadJobs() {
   if (!busy && polling) { clearInterval(polling); polling = null; }
 }
 
+// the studies of the DICOM node (medsight serve --pacs-workdir): UIDs, state and reason, refreshed every 5 s
+async function loadPacs() {
+  const r = await fetch("/api/pacs/studies", { credentials: "same-origin" });
+  if (r.status === 404) return false;  // no node configured
+  if (!r.ok) throw new Error(`${r.status} ${r.statusText}`);
+  const { studies } = await r.json();
+  $("pacs-section").hidden = false;
+  const box = $("pacs");
+  box.replaceChildren();
+  if (!studies.length) box.append(el("p", { class: "muted", text: "no studies received yet" }));
+  for (const st of studies) {
+    const item = el("div", { class: `job ${st.state}`, "data-study": st.study_uid },
+      el("div", { class: "name", text: `study …${st.study_uid.slice(-12)}`, title: st.study_uid }),
+      el("div", { class: "metrics", text: `${st.state} · ${st.instances} instances · ${st.sent}/${st.results} results sent` }));
+    for (const se of st.series) {
+      item.append(el("div", { class: "message", "data-series": se.series_uid,
+        text: `${se.modality || "?"} series …${se.series_uid.slice(-8)}: ${se.state}${se.reason ? ` (${se.reason})` : ""}` }));
+    }
+    box.append(item);
+  }
+  return true;
+}
+
 function jobItem(job) {
   const base = `/api/jobs/${enc(job.id)}`;
   const links = el("div", { class: "links" });
@@ -583,6 +606,7 @@ async function start() {
     sel.append(el("option", { value: "custom", text: "custom" }));
     await loadRuns();
     await loadJobs();
+    if (await loadPacs()) setInterval(() => loadPacs().catch((e) => status(e.message, true)), 5000);
     status("ready");
   } catch (e) {
     status(e.message, true);
