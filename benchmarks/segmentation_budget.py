@@ -34,6 +34,13 @@ DATASETS = {
 }
 
 
+def _plan_summary(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    plan = json.loads(path.read_text())
+    return {"patch": plan["patch_size"], "batch": plan["batch_size"], "filters": plan["network"]["filters"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", choices=sorted(DATASETS))
@@ -44,6 +51,12 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default: the plan's)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training arithmetic")
     ap.add_argument("--evaluate-only", action="store_true", help="reuse the trained run in --out; only predict and score")
+    ap.add_argument("--epochs", type=int, help="a fixed number of epochs instead of the time budget (equal-step comparisons)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: every core)")
+    ap.add_argument("--min-batch", type=int, help="plan with this min_batch (default: the planner's, see make_plan)")
+    ap.add_argument("--fold", choices=["0", "all"], help="DRIVE: 0 scores its validation fold (4 of the 20 training "
+                    "images) instead of the test set; the default is 'all' for DRIVE, 0 for the others")
     args = ap.parse_args()
 
     from medsight.cli.common import parse_duration
@@ -51,10 +64,18 @@ def main() -> int:
     from medsight.tasks.segmentation.pipeline import predict, train
 
     out = Path(args.out or ROOT / "runs" / f"bench_{args.dataset}")
-    config = RunOptions(time_budget_s=parse_duration(args.budget), device=args.device, iterations_per_epoch=args.iterations,
-                         precision=args.precision)
+    budget = None if args.epochs else parse_duration(args.budget)
+    config = RunOptions(time_budget_s=budget, epochs=args.epochs, device=args.device, iterations_per_epoch=args.iterations,
+                        precision=args.precision, seed=args.seed, num_threads=args.threads)
     t0 = time.time()
-    fold: list[int] | str = "all" if args.dataset == "drive" else [0]
+    fold: list[int] | str = [0] if (args.fold or ("all" if args.dataset == "drive" else "0")) == "0" else "all"
+    plan_path = None
+    if args.min_batch and not args.evaluate_only:
+        from medsight.tasks.segmentation.pipeline import plan_dataset
+
+        out.mkdir(parents=True, exist_ok=True)
+        plan_path = out / "plans.json"
+        plan_dataset(DATASETS[args.dataset], plan_path, base_filters=args.base_filters, min_batch=args.min_batch)
     if args.evaluate_only:
         summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
         key = "all" if fold == "all" else "0"
@@ -68,17 +89,21 @@ def main() -> int:
             summary["trained_now"]["0"]["validation"] = validate_fold(load_dataset(DATASETS[args.dataset]), out,
                                                                       out / "fold_0", val_ids, device=args.device)
     else:
-        summary = train(DATASETS[args.dataset], out, folds=fold, config=config, base_filters=args.base_filters)
+        summary = train(DATASETS[args.dataset], out, folds=fold, config=config, base_filters=args.base_filters,
+                        plan_path=plan_path)
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                     "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "budget_s": config.time_budget_s,
+        "epochs": config.epochs,
+        "seed": config.seed,
         "precision": config.precision,
+        "plan": _plan_summary(out / "plans.json"),
         "trained": summary.get("trained_now"),
     }
-    if args.dataset == "drive":
+    if fold == "all":
         from medsight.evaluate.folders import evaluate_folders
 
         test = DATA / "drive" / "test"

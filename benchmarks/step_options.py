@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -26,14 +27,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OPTIONS = ("default", "threads_1", "channels_last", "bf16_autocast", "compile")
+OPTIONS = ("default", "threads_1", "channels_last", "bf16_autocast", "bf16_channels_last", "compile")
+PLANAR = {"drive": ROOT.parent / "shared" / "data" / "drive" / "training",
+          "montgomery": ROOT.parent / "shared" / "data" / "montgomery_cxr_lung_512"}
 
 
-def _plan():
-    from throughput import _prepare  # the same Hippocampus plan as the throughput benchmark
+def _plan(dataset: str = "hippocampus", min_batch: int | None = None):
+    if dataset == "hippocampus":
+        from throughput import _prepare  # the same Hippocampus plan as the throughput benchmark
 
-    plan, _, _ = _prepare(8, Path(tempfile.mkdtemp(prefix="medsight_steps_")))
-    return plan
+        plan, _, _ = _prepare(8, Path(tempfile.mkdtemp(prefix="medsight_steps_")))
+        return plan
+    from medsight.tasks.segmentation.pipeline import plan_dataset
+
+    return plan_dataset(PLANAR[dataset], Path(tempfile.mkdtemp(prefix="medsight_steps_")) / "plans.json", base_filters=16,
+                        min_batch=min_batch)
 
 
 class Option:
@@ -44,11 +52,11 @@ class Option:
         self.name = name
         torch.manual_seed(0)
         self.model = create_model(plan.network.name, **network_args(plan)).train()
-        self.channels_last = name == "channels_last"
+        self.channels_last = name in ("channels_last", "bf16_channels_last")
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last_3d if plan.dims == 3 else torch.channels_last)
         self.threads = 1 if name == "threads_1" else threads
-        self.autocast = name == "bf16_autocast"
+        self.autocast = name in ("bf16_autocast", "bf16_channels_last")
         self.compile_s = None
         self.forward = self.model
         if name == "compile":
@@ -81,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--options", default=",".join(OPTIONS))
+    ap.add_argument("--dataset", choices=["hippocampus", *PLANAR], default="hippocampus",
+                    help="whose plan: Hippocampus (3D, 8 cases) or a 2D dataset planned whole")
+    ap.add_argument("--min-batch", type=int, help="2D: the planner's min_batch (default: the planner's own)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "step_options_cpu.json")
     args = ap.parse_args(argv)
-    plan = _plan()
+    plan = _plan(args.dataset, args.min_batch)
     names = args.options.split(",")
     opts = {n: Option(n, plan, args.threads) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -99,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names), flush=True)
     med = {n: statistics.median(v) for n, v in times.items()}
     base = med.get("default")
-    result = {"plan": {"patch": plan.patch_size, "batch": plan.batch_size, "filters": plan.network.filters, "dims": plan.dims},
+    samples = {n: plan.batch_size / v for n, v in med.items()}
+    pixels = {n: plan.batch_size * math.prod(plan.patch_size) / v for n, v in med.items()}
+    result = {"plan": {"dataset": args.dataset, "patch": plan.patch_size, "batch": plan.batch_size,
+                       "filters": plan.network.filters, "dims": plan.dims},
+              "samples_per_s": samples, "voxels_per_s": pixels,
               "threads": args.threads, "median_step_s": med, "rounds": times,
               "speedup_vs_default": {n: base / v for n, v in med.items()} if base else None,
               "compile_s": opts["compile"].compile_s if "compile" in opts else None,
@@ -108,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
               "date": time.strftime("%Y-%m-%d %H:%M")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("plan", "median_step_s", "speedup_vs_default", "compile_s")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("plan", "median_step_s", "speedup_vs_default", "samples_per_s", "compile_s")},
+                     indent=1))
     return 0
 
 

@@ -178,6 +178,7 @@ def make_plan(
     voxel_budget: int | None = None,
     base_filters: int = 32,
     max_batch: int = 12,
+    min_batch: int = 2,
 ) -> Plan:
     """Derive a plan from a fingerprint (see the module docstring for the rules).
 
@@ -189,6 +190,8 @@ def make_plan(
         voxel_budget: patch voxels x batch size per step; defaults by dimensionality (CPU-friendly).
         base_filters: filters of the first stage (32 like nnU-Net; 16 for quick CPU runs).
         max_batch: largest batch size to choose.
+        min_batch: the patch shrinks until this many patches fit the voxel budget (2 like nnU-Net; a CPU default
+            of 8 in 2D was measured on validation folds and rejected: docs/benchmarks.md, "Patch size or batch size").
     """
     d = fp.dims
     budget = voxel_budget or DEFAULT_VOXEL_BUDGET[d]
@@ -197,14 +200,14 @@ def make_plan(
     shapes = np.asarray(fp.shapes, dtype=float) * np.asarray(fp.spacings, dtype=float) / target
     median_shape = np.median(shapes, axis=0)
     patch = np.maximum(median_shape, 8)
-    # shrink the largest axis until one patch fits (leave room for a batch of 2)
-    while np.prod(patch) * 2 > budget:
+    # shrink the largest axis until ``min_batch`` patches fit
+    while np.prod(patch) * min_batch > budget:
         i = int(np.argmax(patch / np.maximum(target / target.min(), 1)))
         patch[i] *= 0.9
     kernels, strides = _topology(patch, target)
     total_stride = np.prod(np.asarray(strides), axis=0)
     patch_i = [int(math.ceil(p / s) * s) for p, s in zip(patch, total_stride)]
-    batch = int(max(2, min(max_batch, budget // int(np.prod(patch_i)))))
+    batch = int(max(min_batch, min(max_batch, budget // int(np.prod(patch_i)))))
     # small datasets: no more than ~5 % of all voxels per step
     total_vox = float(np.prod(median_shape)) * fp.num_cases
     batch = int(max(2, min(batch, round(0.05 * total_vox / np.prod(patch_i)) or 2)))
