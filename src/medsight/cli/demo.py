@@ -63,7 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"medsight demo: 3D hippocampus segmentation on {data} (16 training + 4 held-out MRI volumes), {steps}")
     config = RunOptions(epochs=None if budget else args.epochs, time_budget_s=budget, iterations_per_epoch=args.iterations,
                         seed=args.seed, device=args.device, deterministic=True, num_threads=DEMO_THREADS,
-                        resume=False)
+                        resume=False, precision="fp32")  # float32: bfloat16 kernels differ between CPUs
     t0 = time.perf_counter()
     train(data, run, folds=[0], config=config, base_filters=16, progress=TrainingProgress(quiet=args.quiet))
     preds = predict(run, data / "imagesTs", out / "predictions", device=args.device, overwrite=True)

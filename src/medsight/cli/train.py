@@ -70,8 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="training arithmetic: auto = float16 autocast on a GPU, float32 on a CPU; bf16 = bfloat16 autocast "
-                   "(faster on CPUs with bfloat16 instructions, see docs/benchmarks.md)")
+                   help="training arithmetic: auto = float16 autocast on a GPU; on a CPU, bfloat16 autocast for segmentation "
+                   "where the processor has bfloat16 instructions (avx512_bf16/AMX), else float32; bf16 = bfloat16 "
+                   "autocast (see docs/benchmarks.md)")
     t.add_argument("--devices", help="segmentation or classification: train the folds side by side, one process per "
                    "device, e.g. --fold cv --devices cuda:0,cuda:1,cuda:2 ('cuda' = every GPU; 'cpu,cpu' shares the cores); "
                    "each fold logs to fold_K/log.txt")

@@ -41,9 +41,9 @@ class RunOptions:
         deterministic: ask PyTorch for deterministic kernels.
         num_threads: CPU threads for PyTorch (default: PyTorch's choice).
         patience: stop when the selection metric has not improved for this many epochs (early stopping).
-        precision: ``auto`` (float16 autocast with loss scaling on a GPU, float32 on a CPU), ``fp32``, ``bf16``
-            (bfloat16 autocast on either; 1.5x faster training steps on this project's CPUs, see
-            ``benchmarks/step_options.py``) or ``fp16`` (GPU only).
+        precision: ``auto`` (float16 autocast with loss scaling on a GPU; on a CPU bfloat16 autocast for the tasks
+            checked with it, where the processor has bfloat16 instructions, else float32: ``engine/precision.py``),
+            ``fp32``, ``bf16`` (bfloat16 autocast on either) or ``fp16`` (GPU only).
         init_from: segmentation fine-tuning: a medsight checkpoint whose weights matching by name and shape
             initialise the network (a new head when the labels differ); ignored when resuming.
         freeze_encoder_epochs: with ``init_from``: train the encoder only from this epoch on (0: never frozen).

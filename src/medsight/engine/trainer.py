@@ -26,28 +26,17 @@ import torch
 from medsight.core.atomic import remove_stale_temporaries, write_text
 from medsight.engine import distributed
 from medsight.engine.checkpoint import load_checkpoint, save_checkpoint
-from medsight.engine.config import PRECISIONS, RunOptions, TrainingConfig
+from medsight.engine.config import RunOptions, TrainingConfig
 from medsight.engine.curves import plot_curves
 from medsight.engine.distributed import broadcast as distributed_broadcast
+from medsight.engine.precision import autocast_dtype, precision_name
 from medsight.engine.run import BEST, LAST
 from medsight.engine.schedule import lr_at
-from medsight.errors import MedsightError, user_error
+from medsight.errors import MedsightError
 from medsight.models.registry import create_model
 from medsight.transforms.sampler import Prefetcher
 
 log = logging.getLogger(__name__)
-
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a training precision on ``device`` (``None``: plain float32)."""
-    if precision not in PRECISIONS:
-        raise user_error(f"a precision in {', '.join(PRECISIONS)}", precision, None, "fix --precision")
-    if precision == "fp16" and device.type != "cuda":
-        raise user_error("a GPU for --precision fp16", device, None, "use --precision bf16 on a CPU")
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -68,10 +57,13 @@ class Trainer:
     Class attributes:
         metric_columns: validation metrics written to ``metrics.csv`` (beside ``val_loss``).
         selection_metric: the one (higher is better) that picks ``checkpoint_best.pt`` and drives early stopping.
+        cpu_auto_bf16: whether ``--precision auto`` may pick bfloat16 on a CPU with bfloat16 instructions; set by the
+            tasks whose quality was checked with it.
     """
 
     metric_columns: tuple[str, ...] = ("val_dice",)
     selection_metric = "val_dice"
+    cpu_auto_bf16 = False
 
     def __init__(self, fold_dir: str | Path, config: RunOptions, *, train_ids: list[str], val_ids: list[str],
                  architecture: str, init_args: dict[str, Any], plan_dict: dict[str, Any], training: TrainingConfig,
@@ -109,7 +101,8 @@ class Trainer:
                                                                     nesterov=True, weight_decay=training.weight_decay)
         else:
             self.optimizer = torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay)
-        self.amp_dtype = autocast_dtype(config.precision, self.device)
+        self.amp_dtype = autocast_dtype(config.precision, self.device, cpu_bf16=self.cpu_auto_bf16)
+        self.precision = precision_name(self.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sampler = self.build_sampler()
         self._sampler_state: dict[str, Any] | None = None
@@ -160,7 +153,7 @@ class Trainer:
             "best_epoch": self.best_epoch, "history": self.history,
             "sampler": self._sampler_state or self.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
             "train_ids": self.train_ids, "val_ids": self.val_ids, "config": asdict(self.config),
-            "selection_metric": self.selection_metric,
+            "selection_metric": self.selection_metric, "precision": self.precision,
         }
 
     def _resume(self, path: Path) -> None:
@@ -251,6 +244,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until the epoch count, the time budget or early stopping ends it; returns a summary."""
         batches = Prefetcher(self.sampler)
+        log.info("training arithmetic: %s (--precision %s)", self.precision, self.config.precision)
         epoch_seconds = 0.0
         patience = self.config.patience
         try:
@@ -293,7 +287,8 @@ class Trainer:
             batches.close()
         if not self.val_ids or not (self.fold_dir / BEST).exists():
             self.save(BEST, resumable=False)  # without validation the best model is the final one
-        return {"epochs": self.epoch, "seconds": self.elapsed, f"best_{self.selection_metric}": self.best,
+        return {"epochs": self.epoch, "seconds": self.elapsed, "precision": self.precision,
+                f"best_{self.selection_metric}": self.best,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "history": self.history}
 
     def _agree(self, flag: bool) -> bool:

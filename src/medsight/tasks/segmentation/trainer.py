@@ -36,6 +36,8 @@ class SegmentationTrainer(Trainer):
     """Trains one fold of a segmentation plan: foreground-oversampled patches, Dice+CE with deep supervision,
     whole-case sliding-window validation (mean foreground Dice selects the best checkpoint)."""
 
+    cpu_auto_bf16 = True  # checked on three datasets and two seeds: docs/benchmarks.md
+
     def __init__(self, plan: Plan, cache: CaseCache, train_ids: list[str], val_ids: list[str], fold_dir: str | Path,
                  config: RunOptions, *, progress: Callable[[dict[str, Any]], None] | None = None,
                  synthetic_ids: list[str] | None = None, synthetic_ratio: float = 0.0) -> None:
