@@ -58,6 +58,8 @@ def main() -> int:
     ap.add_argument("--fold", choices=["0", "all"], help="DRIVE: 0 scores its validation fold (4 of the 20 training "
                     "images) instead of the test set; the default is 'all' for DRIVE, 0 for the others")
     args = ap.parse_args()
+    if args.fold == "all" and args.dataset != "drive":
+        ap.error("--fold all is for DRIVE (scored on its test set); the other datasets are scored on fold 0")
 
     from medsight.cli.common import parse_duration
     from medsight.engine.config import RunOptions
