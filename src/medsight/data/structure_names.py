@@ -105,6 +105,13 @@ def structure_key(name: str) -> str:
     return f"{core}_{side}" if side else core
 
 
+def lateral_pairs(names: Iterable[str]) -> list[tuple[str, str]]:
+    """The (left, right) pairs among ``names``: labels that are one organ on both sides (``LeftParotid`` and
+    ``RightParotid``, ``Kidney_L`` and ``Kidney_R``), matched by :func:`structure_key`."""
+    by_key = {structure_key(n): n for n in names}
+    return [(by_key[k], by_key[k[:-2] + "_r"]) for k in sorted(by_key) if k.endswith("_l") and k[:-2] + "_r" in by_key]
+
+
 @dataclass(frozen=True)
 class LabelEntry:
     """One label of a mapping: its name in ``dataset.json``, its value in the label maps, and its synonyms."""
@@ -277,5 +284,5 @@ def load_mapping(path: str | Path) -> StructureMapping:
     return StructureMapping.from_entries(entries, str(p))
 
 
-__all__ = ["BUILTIN_STRUCTURES", "LabelEntry", "StructureMapping", "builtin_mapping", "load_mapping",
-           "structure_key"]
+__all__ = ["BUILTIN_STRUCTURES", "LabelEntry", "StructureMapping", "builtin_mapping", "lateral_pairs",
+           "load_mapping", "structure_key"]

@@ -37,3 +37,22 @@ def test_small_images_are_not_cut_for_the_batch() -> None:
 def test_the_default_keeps_two_large_patches() -> None:
     plan = make_plan(_fingerprint([584, 565]), dataset="d", labels={"background": 0, "vessel": 1}, base_filters=16)
     assert plan.batch_size == 2 and plan.patch_size == [352, 384]
+
+
+def test_left_right_pairs_turn_mirroring_off() -> None:
+    """A flip puts the left parotid where the right one belongs: plans with such pairs neither mirror nor half-turn."""
+    fp = _fingerprint([64, 64, 64])
+    sided = make_plan(fp, dataset="d", labels={"background": 0, "Brainstem": 1, "RightParotid": 2, "Parotid_L": 3})
+    assert sided.augment.mirror_axes == () and sided.augment.rotate_deg == 30.0
+    plain = make_plan(fp, dataset="d", labels={"background": 0, "Brainstem": 1, "Parotid_L": 2})
+    assert plain.augment.mirror_axes == (0, 1, 2)
+    flat = make_plan(_fingerprint([256, 256]), dataset="d", labels={"background": 0, "lung left": 1, "lung right": 2})
+    assert flat.augment.mirror_axes == () and flat.augment.rotate_deg == 30.0
+
+
+def test_lateral_pairs_match_names_written_either_way() -> None:
+    from medsight.data.structure_names import lateral_pairs
+
+    assert lateral_pairs(["RightParotid", "Parotid_L", "Kidney_R", "Kidney Left", "Liver"]) == [
+        ("Kidney Left", "Kidney_R"), ("Parotid_L", "RightParotid")]
+    assert lateral_pairs(["Parotid_L", "Parotid_L_PRV", "Liver"]) == []

@@ -10,7 +10,11 @@ Rules (after nnU-Net v2, adapted to CPU budgets):
   shrunk along the largest axis until ``patch voxels x batch`` fits the voxel budget;
 * network: a DynUNet whose stages halve each axis while it stays >= 4 voxels (axes with spacing more than
   twice the finest are not pooled until they catch up), at most 5 down-samplings, filters doubling from
-  ``base_filters`` up to ``8 x base_filters``.
+  ``base_filters`` up to ``8 x base_filters``;
+* mirroring (augmentation and test-time flips): every axis, unless the labels hold a left/right pair of one organ
+  (``LeftParotid``/``RightParotid``): a flipped image shows the left organ where the right one belongs, so such
+  plans do not mirror at all (as TotalSegmentator trains nnU-Net without mirroring), and rotate by at most 30
+  degrees in 2D too (a half turn would swap the sides as well).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 from medsight.core.atomic import write_text
 from medsight.data.fingerprint import Fingerprint
+from medsight.data.structure_names import lateral_pairs
 from medsight.engine.config import TrainingConfig
 from medsight.engine.run import read_plan_json
 from medsight.errors import MedsightError, user_error
@@ -222,7 +227,8 @@ def make_plan(
         else:
             norms.append(Normalization("zscore"))
     fmt = {"png": ".png", "tiff": ".png", "gif": ".png", "bmp": ".png", "jpeg": ".png"}.get(fp.image_format, ".nii.gz")
-    aug = AugmentConfig(mirror_axes=tuple(range(d)), rotate_deg=30.0 if d == 3 else 180.0)
+    lateral = bool(lateral_pairs(n for n, v in labels.items() if v != 0))
+    aug = AugmentConfig(mirror_axes=() if lateral else tuple(range(d)), rotate_deg=30.0 if d == 3 or lateral else 180.0)
     fg_labels = [v for v in labels.values() if v != 0]
     single_component_likely = all(fp.label_cases.get(v, 0) >= 0.9 * fp.annotated_cases(v) for v in fg_labels)
     return Plan(
