@@ -5,8 +5,9 @@ Usage (from the repository root, with ../shared/data beside it)::
     python benchmarks/segmentation_budget.py hippocampus --budget 20m --out runs/bench_hippocampus
     python benchmarks/segmentation_budget.py drive --budget 20m
     python benchmarks/segmentation_budget.py montgomery --budget 20m
+    python benchmarks/segmentation_budget.py openkbp --budget 20m
 
-Hippocampus and Montgomery: fold 0 of medsight's fixed, saved 5-fold split (seed 12345); the score is the validation
+Hippocampus, Montgomery and OpenKBP: fold 0 of medsight's fixed, saved 5-fold split (seed 12345); the score is the validation
 fold's mean Dice per label (predicted with mirror TTA, at native geometry). DRIVE: trains on the 20 training images
 (fold "all"), predicts the 20 test images and scores F1 and pixel AUC inside the FOV masks against 1st_manual.
 Settings are chosen on validation data only; test splits are never used for choices. The script prints a table and
@@ -31,6 +32,7 @@ DATASETS = {
     "hippocampus": DATA / "msd_task04_hippocampus_cropped",
     "drive": DATA / "drive" / "training",
     "montgomery": DATA / "montgomery_cxr_lung_512",
+    "openkbp": DATA / "openkbp_hn_ct",
 }
 
 

@@ -1,0 +1,156 @@
+"""A plain MONAI 3D pipeline on OpenKBP, the peer of ``segmentation_budget.py openkbp`` at the same wall-time budget.
+
+What a MONAI user would write from the multi-organ CT tutorials (spleen, BTCV), sized for a CPU: the CTs on their
+own grid (they are already 2.5 x 3.9 x 3.9 mm, coarser than the tutorials' 1.5 x 1.5 x 2 mm), the soft-tissue
+window ``ScaleIntensityRanged(-175, 250 -> 0, 1, clip)``, 64^3 patches cut by ``RandCropByPosNegLabeld`` (2 per
+case, 1 case per batch), random flips (p 0.1 per axis) and 90-degree rotations, MONAI's ``UNet`` (channels
+16-32-64-128-256, strides 2, two residual units), ``DiceCELoss``, AdamW (lr 1e-3, weight decay 1e-5) with cosine
+decay over the budget, ``CacheDataset`` + ``DataLoader`` (0 workers), float32. Plain MONAI has no partial labels: an
+organ not contoured in a case is background there.
+
+It trains on fold 0's training cases of medsight's saved split (``--splits``: the ``splits.json`` of the medsight run,
+so both train and score the same cases) until the budget ends, predicts the fold's validation cases with
+``sliding_window_inference`` (64^3, overlap 0.25, Gaussian blending), and scores them with medsight's evaluator as
+the medsight run is scored: Dice, HD95 and volume error per organ, organs not contoured in a case left out there.
+
+    python benchmarks/monai_openkbp.py --budget 20m --splits runs/bench_openkbp/splits.json --out runs/monai_openkbp
+
+Writes ``<out>/benchmark.json`` with the command, the steps, samples and voxels per second, and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "openkbp_hn_ct"
+PATCH = (64, 64, 64)
+
+
+def _cases(ids: list[str]) -> list[dict]:
+    from medsight.data.dataset import load_case, load_dataset
+
+    spec = load_dataset(DATA)
+    out = []
+    for cid in ids:
+        case = load_case(spec, spec.case(cid))
+        out.append({"image": np.asarray(case.image.array, dtype=np.float32),
+                    "label": case.label_array[None].astype(np.float32), "id": cid, "spacing": case.image.spacing})
+    return out
+
+
+def train(items: list[dict], num_classes: int, budget_s: float, seed: int, threads: int) -> tuple[torch.nn.Module, dict]:
+    from monai.data import CacheDataset, DataLoader
+    from monai.losses import DiceCELoss
+    from monai.networks.nets import UNet
+    from monai.transforms import (
+        Compose,
+        RandCropByPosNegLabeld,
+        RandFlipd,
+        RandRotate90d,
+        ScaleIntensityRanged,
+    )
+    from monai.utils import set_determinism
+
+    torch.set_num_threads(threads)
+    set_determinism(seed)
+    keys = ["image", "label"]
+    transforms = Compose([
+        ScaleIntensityRanged("image", a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True),
+        RandCropByPosNegLabeld(keys, label_key="label", spatial_size=PATCH, pos=1, neg=1, num_samples=2),
+        RandFlipd(keys, prob=0.1, spatial_axis=0), RandFlipd(keys, prob=0.1, spatial_axis=1),
+        RandFlipd(keys, prob=0.1, spatial_axis=2), RandRotate90d(keys, prob=0.1, max_k=3),
+    ])
+    data = [{k: it[k] for k in keys} for it in items]
+    loader = DataLoader(CacheDataset(data, transforms, progress=False), batch_size=1, shuffle=True, num_workers=0)
+    model = UNet(spatial_dims=3, in_channels=1, out_channels=num_classes, channels=(16, 32, 64, 128, 256),
+                 strides=(2, 2, 2, 2), num_res_units=2)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    model.train()
+    t0 = time.perf_counter()
+    steps = samples = 0
+    done = False
+    while not done:
+        for batch in loader:
+            frac = min((time.perf_counter() - t0) / budget_s, 1.0)
+            for g in opt.param_groups:
+                g["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * frac))
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(batch["image"]), batch["label"])
+            loss.backward()
+            opt.step()
+            steps += 1
+            samples += int(batch["image"].shape[0])
+            if time.perf_counter() - t0 >= budget_s:
+                done = True
+                break
+    seconds = time.perf_counter() - t0
+    return model, {"steps": steps, "samples": samples, "seconds": round(seconds, 1),
+                   "samples_per_s": samples / seconds, "voxels_per_s": samples * math.prod(PATCH) / seconds}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", default="20m")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--splits", type=Path, required=True, help="splits.json of the medsight run (fold 0 is used)")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "monai_openkbp")
+    args = ap.parse_args()
+    from monai.inferers import sliding_window_inference
+    from monai.transforms import ScaleIntensityRange
+
+    from medsight.cli.common import parse_duration
+    from medsight.data.dataset import load_dataset
+    from medsight.metrics.summary import SegmentationEvaluator
+
+    t0 = time.time()
+    spec = load_dataset(DATA)
+    fold = json.loads(args.splits.read_text())[0]
+    model, trained = train(_cases(list(fold["train"])), len(spec.labels), parse_duration(args.budget), args.seed,
+                           args.threads)
+    absent = {cid: [spec.labels[n] for n in names] for cid, names in spec.absent.items()}
+    ev = SegmentationEvaluator(spec.labels, absent=absent)
+    scale = ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True)
+    model.eval()
+    t1 = time.time()
+    with torch.no_grad():
+        for it in _cases(list(fold["val"])):
+            x = torch.as_tensor(scale(it["image"]))[None].float()
+            logits = sliding_window_inference(x, PATCH, 4, model, overlap=0.25, mode="gaussian")
+            ev.add(it["id"], logits[0].argmax(0).numpy(), it["label"][0].astype(np.int64), spacing=it["spacing"])
+    summary = ev.summary()
+    per_organ = {name: {"dice": lab["metrics"]["dice"]["mean"], "hd95_mm": lab["metrics"]["hd95"]["mean"],
+                        "volume_error_ml": lab["metrics"]["volume_error"]["mean"], "cases_scored": lab["metrics"]["dice"]["n"]}
+                 for name, lab in summary["labels"].items()}
+    mean_dice = float(np.mean([v["dice"] for v in per_organ.values()]))
+    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
+              "pipeline": "MONAI UNet 16-256, 2 residual units, 64^3 x 2 patches (RandCropByPosNegLabeld), CT window "
+                          "[-175, 250], DiceCE, AdamW cosine, float32, no partial labels",
+              "trained": trained, "validation_fold0": {"mean_dice": mean_dice, "per_organ": per_organ,
+                                                       "cases": len(fold["val"]), "seconds": round(time.time() - t1, 1)},
+              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "wall_s": round(time.time() - t0, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=float))
+    print(f"MONAI OpenKBP fold 0 validation ({len(fold['val'])} cases): mean organ Dice {mean_dice:.4f} "
+          f"({trained['steps']} steps, {trained['samples_per_s']:.2f} samples/s)")
+    for name, v in per_organ.items():
+        print(f"  {name:<13} Dice {v['dice']:.3f}  HD95 {v['hd95_mm']:.1f} mm  volume error {v['volume_error_ml']:+.1f} ml")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
