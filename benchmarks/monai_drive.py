@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -25,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from monai_loop import train_for_budget  # noqa: E402
 from PIL import Image as PILImage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,6 @@ def _items(split: str) -> list[dict[str, np.ndarray | str]]:
 
 def train(budget_s: float, seed: int, threads: int) -> tuple[torch.nn.Module, dict[str, float]]:
     from monai.data import CacheDataset, DataLoader
-    from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
     from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandRotate90d
     from monai.utils import set_determinism
@@ -67,29 +68,9 @@ def train(budget_s: float, seed: int, threads: int) -> tuple[torch.nn.Module, di
     loader = DataLoader(CacheDataset(data, transforms, progress=False), batch_size=4, shuffle=True, num_workers=0)
     model = UNet(spatial_dims=2, in_channels=3, out_channels=2, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
                  num_res_units=2)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-5)
-    model.train()
-    t0 = time.perf_counter()
-    steps = samples = 0
-    done = False
-    while not done:
-        for batch in loader:
-            frac = min((time.perf_counter() - t0) / budget_s, 1.0)
-            for g in opt.param_groups:
-                g["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * frac))
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(batch["image"]), batch["label"])
-            loss.backward()
-            opt.step()
-            steps += 1
-            samples += int(batch["image"].shape[0])
-            if time.perf_counter() - t0 >= budget_s:
-                done = True
-                break
-    seconds = time.perf_counter() - t0
-    return model, {"steps": steps, "samples": samples, "seconds": round(seconds, 1),
-                   "samples_per_s": samples / seconds, "pixels_per_s": samples * math.prod(PATCH) / seconds}
+    trained = train_for_budget(model, loader, budget_s, PATCH)
+    trained["pixels_per_s"] = trained.pop("voxels_per_s")
+    return model, trained
 
 
 def predict_test(model: torch.nn.Module, out: Path) -> None:
