@@ -77,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "device, e.g. --fold cv --devices cuda:0,cuda:1,cuda:2 ('cuda' = every GPU; 'cpu,cpu' shares the cores); "
                    "each fold logs to fold_K/log.txt")
     t.add_argument("--plan", help="use this plans.json")
-    t.add_argument("--val-every", type=int, default=1, help="validate every N epochs (under --budget also only while "
-                   "validation stays within 10 %% of the time trained; the last epoch is always validated)")
+    t.add_argument("--val-every", type=int, default=1, help="validate every N epochs (under --time-budget also only "
+                   "while validation stays within 10 %% of the time trained; the last epoch is always validated)")
     t.add_argument("--patience", type=int, help="early stopping: epochs without a better validation score "
                    "(classification default 20)")
     t.add_argument("--synthetic", help="segmentation or classification: a folder written by 'medsight synthesize sample'; "

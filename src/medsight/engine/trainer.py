@@ -114,6 +114,7 @@ class Trainer:
         self.epoch = 0
         self.elapsed = 0.0
         self.val_seconds = 0.0  # time spent in in-training validation (part of ``elapsed``)
+        self.last_val_seconds = 0.0  # the latest validation's time: the estimate of the next one
         self.best = -math.inf
         self.best_epoch = 0
         self.history: list[dict[str, float]] = []
@@ -156,7 +157,7 @@ class Trainer:
     def _extra_state(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "elapsed": self.elapsed, "best": self.best,
-            "val_seconds": self.val_seconds,
+            "val_seconds": self.val_seconds, "last_val_seconds": self.last_val_seconds,
             "best_epoch": self.best_epoch, "history": self.history,
             "sampler": self._sampler_state or self.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
             "train_ids": self.train_ids, "val_ids": self.val_ids, "config": asdict(self.config),
@@ -174,6 +175,7 @@ class Trainer:
         self.epoch, self.elapsed, self.best = int(state["epoch"]), float(state["elapsed"]), float(state["best"])
         self.best_epoch = int(state.get("best_epoch", self.epoch))
         self.val_seconds = float(state.get("val_seconds", 0.0))
+        self.last_val_seconds = float(state.get("last_val_seconds", 0.0))
         self.history = list(state["history"])
         if self.dist.rank:  # the checkpoint holds rank 0's sampler: the others draw fresh patches from a new seed
             self.config = replace(self.config, seed=self.config.seed + 7919 * self.epoch)
@@ -301,8 +303,6 @@ class Trainer:
         return {"epochs": self.epoch, "seconds": self.elapsed, "precision": self.precision,
                 f"best_{self.selection_metric}": self.best,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "history": self.history}
-
-    last_val_seconds = 0.0
 
     def _validate_now(self, last: bool, spent: float) -> bool:
         """Validate this epoch? Every ``val_every`` epochs and the last; under a time budget also only while the
