@@ -9,8 +9,8 @@ foreground fingerprint; partial labels from ``contoured_structures.json``); trai
 ``SegmentationTrainer`` on fold 0 of the fixed 5-fold split (seed 12345), a fixed number of epochs and steps (not a
 wall-time budget, so the result does not depend on the machine's load). In-training validation runs on the last
 epoch only, on ``--val-max-cases`` cases. The fold's 24 validation cases are then predicted at native geometry with
-the best checkpoint, without mirror TTA by default (``--tta`` to add it; on a loaded 2-core CPU the 8 flips cost more
-than the training) and window overlap ``--overlap``, and scored per organ (Dice, HD95, volume error) with organs
+the best checkpoint, without mirror TTA by default (``--tta`` to add it; the plan no longer mirrors OpenKBP, whose
+labels hold a left/right pair, so it changes nothing there) and window overlap ``--overlap``, and scored per organ (Dice, HD95, volume error) with organs
 that were not contoured in a case left out of that case. ``medsight train`` does the same with TTA and 50 % overlap.
 
 Writes ``<out>/benchmark_<name>.json`` (command, machine, figures) and the run folder's ``fold_0/validation/``.
