@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -238,3 +239,19 @@ def test_shape_and_label_errors_are_clear():
         case_metrics(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 4, 4)), {"a": 1})
     with pytest.raises(MedsightError, match="spacing"):
         case_metrics(np.zeros((4, 4)), np.zeros((4, 4)), {"a": 1}, spacing=(1.0, 0.0))
+
+
+def test_foreground_mean_is_the_mean_over_labels_with_a_case_bootstrap():
+    rng = np.random.default_rng(0)
+    full = [{"case": f"c{i}", "label": name, "value": v, "dice": float(rng.uniform())}
+            for i in range(20) for v, name in ((1, "a"), (2, "b"))]
+    s = summarize(full, metrics=["dice"], seed=1)["foreground_mean"]["dice"]
+    per_case = [np.mean([r["dice"] for r in full if r["case"] == f"c{i}"]) for i in range(20)]
+    same = describe(per_case, seed=[1, zlib.crc32(b"__mean__/dice")])  # every label in every case: the per-case mean
+    assert s["mean"] == pytest.approx(same["mean"]) and s["ci_low"] == pytest.approx(same["ci_low"])
+    assert s["ci_high"] == pytest.approx(same["ci_high"]) and s["sd"] == pytest.approx(same["sd"])
+    partial = [r for r in full if not (r["label"] == "b" and r["case"] != "c0")]  # b scored in one case only
+    p = summarize(partial, metrics=["dice"], bootstrap=200)["foreground_mean"]["dice"]
+    a = np.mean([r["dice"] for r in partial if r["label"] == "a"])
+    assert p["mean"] == pytest.approx((a + partial[1]["dice"]) / 2) and p["n"] == 20
+    assert p["ci_low"] <= p["mean"] <= p["ci_high"]

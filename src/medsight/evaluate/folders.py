@@ -39,7 +39,7 @@ class EvaluationResult:
 
     Attributes:
         rows: one dict per case and label (columns :data:`CSV_COLUMNS`).
-        summary: the :func:`~medsight.metrics.segmentation.summarize` dict plus pairing facts
+        summary: the :func:`~medsight.metrics.summary.summarize` dict plus pairing facts
             (``missing``, ``unmatched_predictions``, ``match_rule``, ``warnings``, folders).
         labels: label name -> value that were scored.
         per_case_csv: where ``per_case.csv`` was written.

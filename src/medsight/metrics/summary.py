@@ -74,6 +74,55 @@ def describe(values: Sequence[float], *, bootstrap: int = 1000, seed: int | Sequ
     return out
 
 
+def label_macro(cases: Mapping[str, Sequence[Mapping[str, Any]]], labels: Sequence[str], metric: str, *,
+                bootstrap: int = 1000, seed: int | Sequence[int] = 0, ci: float = 0.95) -> dict[str, float | int | None]:
+    """The mean over labels of each label's mean over the cases where it was scored, NaN-aware, with a percentile
+    bootstrap CI over cases (a resample of cases, then the same mean over labels).
+
+    With every label scored in every case this is the mean over cases of each case's mean over labels. With partial
+    labels (a structure not annotated in some cases has no row there) that per-case mean would count the labels
+    annotated in more cases more often; the mean over labels weighs every label once, as nnU-Net's foreground mean
+    and the trainers' validation Dice do. ``sd``, ``median``, ``n`` and ``n_nan`` describe the per-case means over
+    labels.
+
+    Args:
+        cases: case id -> its rows (keys ``label`` and ``metric``).
+        labels: label names, in order.
+        metric: a key of the rows.
+        bootstrap: resamples of the cases for the CI (0: none).
+        seed: seed of the local random generator.
+        ci: confidence level.
+    """
+    col = {name: j for j, name in enumerate(labels)}
+    table = np.full((len(cases), len(labels)), math.nan)
+    for i, crows in enumerate(cases.values()):
+        for r in crows:
+            table[i, col[str(r["label"])]] = _floats([r.get(metric, math.nan)])[0]
+    scored = np.isfinite(table)
+    per_case = np.where(scored.any(axis=1), np.nansum(table, axis=1) / np.maximum(scored.sum(axis=1), 1), math.nan)
+    out = describe(per_case, bootstrap=0, ci=ci)
+    ok = table[np.isfinite(per_case)]
+    out["mean"] = _macro(ok[None])[0] if ok.size else math.nan
+    if ok.size and bootstrap > 0:
+        n = ok.shape[0]
+        idx = np.random.default_rng(seed).integers(0, n, size=(int(bootstrap), n))  # the draws of describe()
+        step = max(1, 4_000_000 // ok.size)
+        means = np.concatenate([_macro(ok[idx[k:k + step]]) for k in range(0, idx.shape[0], step)])
+        alpha = (1.0 - ci) / 2.0
+        lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+        out["ci_low"], out["ci_high"] = float(lo), float(hi)
+    return out
+
+
+def _macro(samples: np.ndarray) -> np.ndarray:
+    """``(resamples, cases, labels)`` -> the mean over labels of each label's NaN-aware mean, per resample."""
+    scored = np.isfinite(samples)
+    counts = scored.sum(axis=1)
+    per_label = np.where(counts > 0, np.where(scored, samples, 0.0).sum(axis=1) / np.maximum(counts, 1), math.nan)
+    has = (counts > 0).sum(axis=1)
+    return np.where(has > 0, np.nansum(per_label, axis=1) / np.maximum(has, 1), math.nan)
+
+
 def summarize(
     rows: Sequence[Mapping[str, Any]],
     *,
@@ -95,8 +144,8 @@ def summarize(
     Returns:
         ``{"n_cases", "metrics", "bootstrap", "seed", "ci", "labels": {name: {"value", "n_cases",
         "empty_both", "empty_reference", "empty_prediction", "missing", "metrics": {metric: stats}}},
-        "foreground_mean": {metric: stats}}`` where stats are from :func:`describe`; ``foreground_mean``
-        averages each case over its labels first (NaN-aware), then summarises over cases.
+        "foreground_mean": {metric: stats}}`` where stats are from :func:`describe`; ``foreground_mean`` is
+        :func:`label_macro`: the mean over labels of each label's mean.
     """
     if metrics is None:  # every metric with at least one value (no all-NaN ``auc`` without probabilities)
         metrics = [m for m in METRICS if np.isfinite(_floats(r.get(m) for r in rows)).any()]
@@ -128,16 +177,9 @@ def summarize(
     cases: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         cases.setdefault(str(r.get("case")), []).append(r)
-    fg_mean: dict[str, Any] = {}
-    for m in metrics:
-        if m not in RATIO_METRICS:
-            continue
-        per_case = []
-        for crows in cases.values():
-            v = _floats(r.get(m, math.nan) for r in crows)
-            v = v[np.isfinite(v)]
-            per_case.append(float(v.mean()) if v.size else math.nan)
-        fg_mean[m] = describe(per_case, bootstrap=bootstrap, ci=ci, seed=[seed, zlib.crc32(f"__mean__/{m}".encode())])
+    fg_mean = {m: label_macro(cases, list(by_label), m, bootstrap=bootstrap, ci=ci,
+                              seed=[seed, zlib.crc32(f"__mean__/{m}".encode())])
+               for m in metrics if m in RATIO_METRICS}
     return {
         "n_cases": len(cases), "metrics": metrics, "bootstrap": int(bootstrap), "seed": int(seed), "ci": float(ci),
         "labels": labels_out, "foreground_mean": fg_mean,
@@ -270,4 +312,4 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-__all__ = ["CSV_COLUMNS", "SegmentationEvaluator", "describe", "read_per_case", "rows_to_csv", "summarize"]
+__all__ = ["CSV_COLUMNS", "SegmentationEvaluator", "describe", "label_macro", "read_per_case", "rows_to_csv", "summarize"]

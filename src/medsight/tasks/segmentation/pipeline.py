@@ -224,7 +224,8 @@ def validate_fold(spec: DatasetSpec, run: Path, fold_dir: Path, val_ids: list[st
 
 
 def mean_dice_of(summary: dict[str, Any]) -> float | None:
-    """Mean over cases of the mean foreground Dice, from a :func:`medsight.metrics.segmentation.summarize` result."""
+    """The mean over foreground labels of each label's mean Dice, from a :func:`medsight.metrics.summary.summarize`
+    result (its ``foreground_mean``)."""
     value = (summary.get("foreground_mean") or {}).get("dice")
     return value.get("mean") if isinstance(value, dict) else value
 
