@@ -55,6 +55,17 @@ def test_decision_learns_keep_two_for_two_lungs_and_nothing_where_it_does_not_he
     np.testing.assert_array_equal(postprocess_labels(_two_lungs(hole=True), section), ref)
 
 
+def test_a_label_not_annotated_in_a_case_does_not_vote_on_its_rule():
+    annotated = np.zeros((64, 64), dtype=np.uint8)
+    annotated[10:50, 8:28] = 1  # 800 pixels, predicted exactly
+    found = np.zeros((64, 64), dtype=np.uint8)
+    found[20:50, 30:40] = 1  # the network finds the organ (300 pixels) in a case that did not contour it
+    pairs = [(annotated.copy(), annotated), (found, np.zeros_like(found))]
+    assert decide_component_rules(pairs, [1])["components"]["1"]["min_size"] > 300  # the empty reference rewards deleting it
+    section = decide_component_rules(pairs, [1], absent=[[], [1]])
+    assert section["components"] == {} and section["dice_without"]["1"] == 1.0
+
+
 def test_a_vessel_tree_keeps_its_raw_prediction():
     rng = np.random.default_rng(0)
     ref = (rng.random((48, 48)) > 0.7).astype(np.uint8)  # many small pieces, all real

@@ -14,7 +14,7 @@ voxels enclosed by the label are filled.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,7 +182,8 @@ def decide_rule(preds: Sequence[np.ndarray], refs: Sequence[np.ndarray], value: 
 
 
 def decide_component_rules(pairs: Iterable[tuple[np.ndarray, np.ndarray]], foreground: Sequence[int], *,
-                           allowed: bool = True, decided: bool = True) -> dict[str, Any]:
+                           allowed: bool = True, decided: bool = True,
+                           absent: Sequence[Collection[int]] | None = None) -> dict[str, Any]:
     """The postprocessing decision, made on pooled validation predictions: one :class:`ComponentRule` per label.
 
     Args:
@@ -190,6 +191,9 @@ def decide_component_rules(pairs: Iterable[tuple[np.ndarray, np.ndarray]], foreg
         foreground: the label values to decide for.
         allowed: the plan's ``postprocessing.allowed`` (``False``: never postprocess, but still report the Dice).
         decided: whether every fold contributed (recorded, so a later run with more folds decides again).
+        absent: partial labels, per pair the label values that case did not annotate: a label is decided and
+            scored only on the cases that annotated it (where it was not contoured, its empty reference would
+            reward any rule that deletes the organ the network rightly found).
 
     Returns:
         The plan's ``postprocessing`` section: ``components`` (label -> rule, only labels with a rule),
@@ -203,8 +207,13 @@ def decide_component_rules(pairs: Iterable[tuple[np.ndarray, np.ndarray]], foreg
     components: dict[str, dict[str, Any]] = {}
     without: dict[str, float] = {}
     with_: dict[str, float] = {}
+    skip = [{int(v) for v in a} for a in absent] if absent is not None else [set() for _ in preds]
+    if len(skip) != len(preds):
+        raise ValueError(f"absent: {len(skip)} entries for {len(preds)} prediction pairs")
     for v in (int(x) for x in foreground):
-        rule, before, after = decide_rule(preds, refs, v) if allowed else (ComponentRule(), _mean_dice(preds, refs, v), float("nan"))
+        pv = [p for p, gone in zip(preds, skip) if v not in gone]
+        rv = [r for r, gone in zip(refs, skip) if v not in gone]
+        rule, before, after = decide_rule(pv, rv, v) if allowed else (ComponentRule(), _mean_dice(pv, rv, v), float("nan"))
         if not allowed:
             after = before
         without[str(v)], with_[str(v)] = before, after

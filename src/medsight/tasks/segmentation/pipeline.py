@@ -254,7 +254,8 @@ def finalize_run(spec: DatasetSpec, run: Path, *, num_folds: int) -> dict[str, A
             pred = read_image(f).array[0]
             preds[cid] = (pred, ref, case.image.spacing, case.mask.array[0] if case.mask is not None else None)
         decision = decide_component_rules(((p, r) for p, r, _, _ in preds.values()), fg,
-                                          allowed=plan.postprocessing.get("allowed", True), decided=len(done) == num_folds)
+                                          allowed=plan.postprocessing.get("allowed", True), decided=len(done) == num_folds,
+                                          absent=[plan.absent_labels.get(cid, []) for cid in preds])
         plan = plan.with_changes(postprocessing=decision)
         plan.save(run / "plans.json")
         for cid, (pred, ref, spacing, roi) in preds.items():
