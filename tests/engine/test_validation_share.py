@@ -3,6 +3,7 @@ the last epoch is always validated, and a fixed epoch count validates every ``va
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from medsight.tasks.segmentation.trainer import SegmentationTrainer
 from medsight.transforms.cache import CaseCache, preprocess_dataset
 
 
-def _validated_epochs(tmp_path: Path, config: RunOptions, validation_s: float, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], int]:
+def _validated_epochs(tmp_path: Path, config: RunOptions, validation_s: float, monkeypatch: pytest.MonkeyPatch,
+                      estimate_s: float | None = None) -> tuple[list[int], int]:
     ds = write_phantom_dataset(tmp_path / "ds", num_cases=4, shape=(16, 20, 18), seed=3)
     run = tmp_path / "run"
     plan = plan_dataset(ds, run, base_filters=4)
@@ -30,6 +32,10 @@ def _validated_epochs(tmp_path: Path, config: RunOptions, validation_s: float, m
         return {"val_loss": 1.0, "val_dice": 0.5}
 
     monkeypatch.setattr(trainer, "validate", slow_validation)
+    if estimate_s is not None:
+        monkeypatch.setattr(trainer, "estimate_validation_seconds", lambda: estimate_s)
+    else:  # the real estimate: the validation case predicted and timed (not asked with a fixed epoch count)
+        monkeypatch.setattr(trainer, "estimate_validation_seconds", lambda: pytest.fail("estimated without a budget"))
     trainer.fit()
     assert trainer.history[-1]["epoch"] in validated  # the last epoch is always validated
     return validated, len(trainer.history)
@@ -37,9 +43,31 @@ def _validated_epochs(tmp_path: Path, config: RunOptions, validation_s: float, m
 
 def test_a_budget_keeps_costly_validation_to_its_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = RunOptions(time_budget_s=4.0, iterations_per_epoch=1, seed=0, device="cpu", precision="fp32")
-    validated, epochs = _validated_epochs(tmp_path, config, 0.6, monkeypatch)
-    assert validated[0] == 1 and len(validated) == 2  # the first epoch (its cost unknown before) and the last
+    validated, epochs = _validated_epochs(tmp_path, config, 0.6, monkeypatch, estimate_s=0.01)
+    assert validated[0] == 1 and len(validated) == 2  # the first epoch (estimated cheap) and the last
     assert epochs >= 3  # the epochs between were trained, not validated
+
+
+def test_a_costly_first_validation_is_skipped_on_its_estimate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = RunOptions(time_budget_s=3.0, iterations_per_epoch=1, seed=0, device="cpu", precision="fp32")
+    validated, epochs = _validated_epochs(tmp_path, config, 0.6, monkeypatch, estimate_s=5.0)  # whole CTs, say
+    assert validated == [epochs] and epochs >= 2  # only the last epoch: the budget went into training
+
+
+def test_the_estimate_times_one_case_and_scales_by_voxels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = write_phantom_dataset(tmp_path / "ds", num_cases=4, shape=(16, 20, 18), seed=3)
+    run = tmp_path / "run"
+    plan = plan_dataset(ds, run, base_filters=4)
+    ids = preprocess_dataset(load_dataset(ds), plan, run / "preprocessed", workers=1)
+    cache = CaseCache(run / "preprocessed", ids)
+    config = RunOptions(time_budget_s=3.0, seed=0, device="cpu", precision="fp32")
+    trainer = SegmentationTrainer(plan, cache, ids[:2], ids[2:], run / "fold_0", config)
+    t0 = time.perf_counter()
+    assert 0 < trainer.estimate_validation_seconds() <= 2 * (time.perf_counter() - t0)  # 2 cases, the first timed
+    clock = iter(range(100))  # a clock that moves 1 s per reading: the sample takes exactly 1 s
+    monkeypatch.setattr("medsight.tasks.segmentation.trainer.time.perf_counter", lambda: float(next(clock)))
+    voxels = [math.prod(cache.images[c].shape[1:]) for c in ids[2:]]
+    assert trainer.estimate_validation_seconds() == pytest.approx(sum(voxels) / voxels[0])
 
 
 def test_fixed_epochs_validate_every_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -306,14 +306,30 @@ class Trainer:
 
     def _validate_now(self, last: bool, spent: float) -> bool:
         """Validate this epoch? Every ``val_every`` epochs and the last; under a time budget also only while the
-        validations so far, plus one more as long as the last, stay within :data:`VALIDATION_SHARE` of the time."""
+        validations so far, plus one more as long as the last (or as :meth:`estimate_validation_seconds` says,
+        before the first), stay within :data:`VALIDATION_SHARE` of the time."""
         if last:
             return True
         if self.epoch % self.config.val_every:
             return False
         if not self.config.time_budget_s:
             return True
+        if not self.last_val_seconds:  # before the first validation: its cost from a sample, where the task has one
+            t0 = time.perf_counter()
+            self.model.eval()
+            with torch.no_grad():
+                estimate = self.estimate_validation_seconds()
+            self.model.train()
+            self.val_seconds += time.perf_counter() - t0  # the sample was validation work, inside this epoch's time
+            if estimate is not None:
+                self.last_val_seconds = max(float(estimate), 1e-6)
         return self.val_seconds + self.last_val_seconds <= VALIDATION_SHARE * (self.elapsed + spent + self.last_val_seconds)
+
+    def estimate_validation_seconds(self) -> float | None:
+        """Expected seconds of one in-training validation, asked once under a time budget before the first one
+        (in eval mode, without gradients); ``None``, the default: unknown, so the first epoch validates and its time
+        is the estimate. Tasks whose validation is costly (whole 3D cases) time a sample of it."""
+        return None
 
     def _agree(self, flag: bool) -> bool:
         """``flag`` as rank 0 sees it, on every rank (so all ranks run the same number of steps)."""

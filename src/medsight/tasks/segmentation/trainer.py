@@ -5,6 +5,7 @@ sliding-window validation, and fine-tuning from a checkpoint (``--init-from``, :
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class SegmentationTrainer(Trainer):
         prediction scores 1; the mean is over labels of the per-label means over the cases that annotate them."""
 
         ids = self.val_ids[: self.plan.training.val_max_cases]
-        pred = Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
+        pred = self._val_predictor()
         fg = [v for v in self.plan.labels.values() if v != 0]
         dices, losses = [], []
         for cid in ids:
@@ -95,6 +96,18 @@ class SegmentationTrainer(Trainer):
         scored = np.isfinite(arr).any(axis=0)
         per_label = [float(np.nanmean(arr[:, j])) for j in range(arr.shape[1]) if scored[j]]
         return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(per_label)) if per_label else math.nan}
+
+    def estimate_validation_seconds(self) -> float:
+        """One validation case (the first) predicted and timed, scaled by the voxels of all the validated cases."""
+        ids = self.val_ids[: self.plan.training.val_max_cases]
+        image = self.cache.images[ids[0]]
+        t0 = time.perf_counter()
+        self._val_predictor().probabilities(image)
+        voxels = sum(math.prod(self.cache.images[c].shape[1:]) for c in ids)
+        return (time.perf_counter() - t0) * voxels / max(math.prod(image.shape[1:]), 1)
+
+    def _val_predictor(self) -> Predictor:
+        return Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
 
 
 __all__ = ["SegmentationLoss", "SegmentationTrainer", "network_args"]
