@@ -1,7 +1,8 @@
-"""medsight vs nnU-Net v2 on Hippocampus (MSD Task04): preprocessing speed and equal-budget quality (issue 6).
+"""medsight vs nnU-Net v2 at an equal CPU budget: preprocessing speed and equal-budget quality (issues 6 and 22).
 
-nnU-Net needs torchvision and a newer torch than the project's, so it runs from its own virtual environment, never
-the project's::
+Two datasets: ``--dataset hippocampus`` (MSD Task04, 3D MRI, the default) and ``--dataset openkbp`` (head-and-neck
+CT, 7 organs at risk, partial labels). nnU-Net needs torchvision and a newer torch than the project's, so it runs
+from its own virtual environment, never the project's::
 
     python3 -m venv /work/nnunet-venv
     /work/nnunet-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 && /work/nnunet-venv/bin/pip install nnunetv2
@@ -10,6 +11,7 @@ Then, from the repository root (``../shared/data`` beside it)::
 
     python benchmarks/nnunet_compare.py preprocess --nnunet-venv /work/nnunet-venv --repeats 3 --workers 2
     python benchmarks/nnunet_compare.py train --nnunet-venv /work/nnunet-venv --budget 20m
+    python benchmarks/nnunet_compare.py train --dataset openkbp --tools nnunet --nnunet-tta off --nnunet-venv /work/nnunet-venv --budget 20m
 
 ``preprocess``: wall time of each tool's own commands, run as subprocesses (interpreter start-up included on both
 sides), alternating over ``--repeats`` rounds into fresh folders: medsight's fingerprint + plan (``medsight plan``) and
@@ -22,8 +24,11 @@ trained for the same wall time on the CPU with their own self-configured plans: 
 nnU-Net's ``3d_fullres`` with its default trainer except for one subclass that trains for the same wall time
 (``nnUNetTrainer_WallBudget`` below: the poly learning-rate schedule runs over the budget instead of 1000 epochs,
 and epochs are 25 training + 5 validation iterations, nnU-Net's 250:50 ratio, so the budget is checked often). Each
-tool then predicts the 52 validation cases its own way (sliding window, mirror TTA) and both sets are scored by the
-same code against the reference label maps.
+tool then predicts the fold's validation cases its own way (sliding window, mirror TTA) and both sets are scored by
+the same code against the reference label maps (:class:`medsight.metrics.summary.SegmentationEvaluator`; on OpenKBP
+an organ not contoured in a case is left out there, and HD95 and volume error are reported too). nnU-Net has no
+partial labels: it learns an organ that was not contoured as background. Its dataset is the shared folder as it
+is (OpenKBP already has nnU-Net's layout, ``channel_names`` ``CT``, so nnU-Net normalises it as CT).
 """
 
 from __future__ import annotations
@@ -37,11 +42,35 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
-HIPPO = ROOT.parent / "shared" / "data" / "msd_task04_hippocampus_cropped"
-DATASET_ID, DATASET_NAME = 4, "Dataset004_Hippocampus"
+DATA = ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One shared dataset as both tools see it: its folder, nnU-Net's dataset id and name, its channel name (which
+    picks nnU-Net's normalisation: ``CT`` clips and scales by the foreground HU percentiles) and label names."""
+
+    data: Path
+    nnunet_id: int
+    nnunet_name: str
+    channel: str
+    label_names: dict[str, int]
+    distances: bool
+
+
+BENCHES = {
+    "hippocampus": Bench(DATA / "msd_task04_hippocampus_cropped", 4, "Dataset004_Hippocampus", "MRI",
+                         {"anterior": 1, "posterior": 2}, False),
+    "openkbp": Bench(DATA / "openkbp_hn_ct", 22, "Dataset022_OpenKBP", "CT",
+                     {"Brainstem": 1, "SpinalCord": 2, "RightParotid": 3, "LeftParotid": 4, "Esophagus": 5, "Larynx": 6,
+                      "Mandible": 7}, True),
+}
 
 #: nnU-Net's own configuration mechanism is a trainer subclass found by name; the benchmark writes this one into the
 #: nnU-Net environment. It changes the training length only: wall time instead of 1000 x 250 iterations.
@@ -94,11 +123,19 @@ class nnUNetTrainer_WallBudget(nnUNetTrainer):
             self.on_epoch_end()
         self.print_to_log_file(f"wall budget reached after {self.current_epoch} epochs, {time.time() - self._t0:.0f} s")
         self.on_train_end()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if os.environ.get("MEDSIGHT_BENCH_NNUNET_TTA") == "off":
+            return  # the benchmark predicts the validation cases with nnUNetv2_predict --disable_tta instead
+        return super().perform_actual_validation(save_probabilities)
 '''
 
 
-def _case_ids() -> list[str]:
-    return sorted(p.name[: -len(".nii.gz")] for p in (HIPPO / "labels").glob("*.nii.gz") if (HIPPO / "images" / p.name).is_file())
+def _cases(bench: Bench) -> dict[str, tuple[Path, Path]]:
+    """Case id -> (image, label) of every labelled case, as medsight reads the folder."""
+    from medsight.data.dataset import load_dataset
+
+    return {c.case_id: (c.images[0], c.label) for c in load_dataset(bench.data).cases if c.label is not None}
 
 
 def nnunet_env(work: Path) -> dict[str, str]:
@@ -110,20 +147,19 @@ def nnunet_env(work: Path) -> dict[str, str]:
     return env
 
 
-def write_nnunet_raw(work: Path) -> Path:
-    """The shared Hippocampus cases as an nnU-Net raw dataset (symbolic links; ``_0000`` channel suffix)."""
-    raw = work / "nnUNet_raw" / DATASET_NAME
+def write_nnunet_raw(work: Path, bench: Bench) -> Path:
+    """The shared cases as an nnU-Net raw dataset (symbolic links; ``_0000`` channel suffix)."""
+    raw = work / "nnUNet_raw" / bench.nnunet_name
     for sub in ("imagesTr", "labelsTr"):
         (raw / sub).mkdir(parents=True, exist_ok=True)
-    ids = _case_ids()
-    for cid in ids:
-        for src, dst in ((HIPPO / "images" / f"{cid}.nii.gz", raw / "imagesTr" / f"{cid}_0000.nii.gz"),
-                         (HIPPO / "labels" / f"{cid}.nii.gz", raw / "labelsTr" / f"{cid}.nii.gz")):
+    cases = _cases(bench)
+    for cid, (image, label) in cases.items():
+        for src, dst in ((image, raw / "imagesTr" / f"{cid}_0000.nii.gz"), (label, raw / "labelsTr" / f"{cid}.nii.gz")):
             if not dst.exists():
                 dst.symlink_to(src.resolve())
     (raw / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "MRI"}, "labels": {"background": 0, "Anterior": 1, "Posterior": 2},
-        "numTraining": len(ids), "file_ending": ".nii.gz"}, indent=1))
+        "channel_names": {"0": bench.channel}, "labels": {"background": 0} | bench.label_names,
+        "numTraining": len(cases), "file_ending": ".nii.gz"}, indent=1))
     return raw
 
 
@@ -138,21 +174,22 @@ def _timed(cmd: list[str], *, env: dict[str, str] | None = None, log: Path) -> f
     return time.perf_counter() - t0
 
 
-def _medsight_preprocess_cmd(run: Path, workers: int) -> list[str]:
+def _medsight_preprocess_cmd(run: Path, data: Path, workers: int) -> list[str]:
     code = ("import sys; from pathlib import Path; from medsight.data.dataset import load_dataset; "
             "from medsight.tasks.segmentation.plan import Plan; from medsight.transforms.cache import preprocess_dataset; "
             "run = Path(sys.argv[1]); preprocess_dataset(load_dataset(sys.argv[2]), Plan.load(run / 'plans.json'), "
             "run / 'preprocessed', workers=int(sys.argv[3]))")
-    return [sys.executable, "-c", code, str(run), str(HIPPO), str(workers)]
+    return [sys.executable, "-c", code, str(run), str(data), str(workers)]
 
 
 def bench_preprocess(args: argparse.Namespace) -> dict:
     nn_bin = Path(args.nnunet_venv) / "bin"
     work = Path(args.work)
-    n = len(_case_ids())
+    bench = BENCHES[args.dataset]
+    n = len(_cases(bench))
     log = work / "preprocess.log"
     work.mkdir(parents=True, exist_ok=True)
-    write_nnunet_raw(work)
+    write_nnunet_raw(work, bench)
     rows: dict[str, list[float]] = {k: [] for k in ("medsight_plan", "medsight_preprocess", "nnunet_plan", "nnunet_preprocess")}
     for r in range(args.repeats):
         run = work / f"medsight_{r}"
@@ -162,14 +199,14 @@ def bench_preprocess(args: argparse.Namespace) -> dict:
         order = ["medsight", "nnunet"] if r % 2 == 0 else ["nnunet", "medsight"]
         for tool in order:
             if tool == "medsight":
-                rows["medsight_plan"].append(_timed([sys.executable, "-m", "medsight.cli.app", "--quiet", "plan", str(HIPPO),
+                rows["medsight_plan"].append(_timed([sys.executable, "-m", "medsight.cli.app", "--quiet", "plan", str(bench.data),
                                                      "--out", str(run)], log=log))
-                rows["medsight_preprocess"].append(_timed(_medsight_preprocess_cmd(run, args.workers), log=log))
+                rows["medsight_preprocess"].append(_timed(_medsight_preprocess_cmd(run, bench.data, args.workers), log=log))
             else:
                 rows["nnunet_plan"].append(
-                    _timed([str(nn_bin / "nnUNetv2_extract_fingerprint"), "-d", str(DATASET_ID), "-np", str(args.workers)], env=env, log=log)
-                    + _timed([str(nn_bin / "nnUNetv2_plan_experiment"), "-d", str(DATASET_ID)], env=env, log=log))
-                rows["nnunet_preprocess"].append(_timed([str(nn_bin / "nnUNetv2_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
+                    _timed([str(nn_bin / "nnUNetv2_extract_fingerprint"), "-d", str(bench.nnunet_id), "-np", str(args.workers)], env=env, log=log)
+                    + _timed([str(nn_bin / "nnUNetv2_plan_experiment"), "-d", str(bench.nnunet_id)], env=env, log=log))
+                rows["nnunet_preprocess"].append(_timed([str(nn_bin / "nnUNetv2_preprocess"), "-d", str(bench.nnunet_id), "-c", "3d_fullres",
                                                          "-np", str(args.workers)], env=env, log=log))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in rows.items()), flush=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
@@ -180,19 +217,44 @@ def bench_preprocess(args: argparse.Namespace) -> dict:
             "total_speedup": (med["nnunet_plan"] + med["nnunet_preprocess"]) / (med["medsight_plan"] + med["medsight_preprocess"])}
 
 
-def _score(pred_dir: Path, val_ids: list[str], work: Path, name: str) -> dict:
-    from medsight.evaluate.folders import evaluate_folders
+def _score(pred_dir: Path, val_ids: list[str], bench: Bench) -> dict:
+    """Dice (and on CT HD95 and volume error) per label of ``pred_dir/<case>.nii.gz`` against the references;
+    a structure that was not annotated in a case is not scored there."""
+    from medsight.data.dataset import load_case, load_dataset
+    from medsight.io import read_image
+    from medsight.metrics.summary import SegmentationEvaluator
 
-    gt = work / f"gt_{name}"
-    shutil.rmtree(gt, ignore_errors=True)
-    gt.mkdir(parents=True)
+    spec = load_dataset(bench.data)
+    absent = {cid: [spec.labels[n] for n in names] for cid, names in spec.absent.items()}
+    names = {v: k for k, v in bench.label_names.items()}
+    ev = SegmentationEvaluator({names[v]: v for v in spec.labels.values() if v}, distances=bench.distances, absent=absent)
     for cid in val_ids:
-        (gt / f"{cid}.nii.gz").symlink_to((HIPPO / "labels" / f"{cid}.nii.gz").resolve())
-    res = evaluate_folders(pred_dir, gt, labels={"anterior": 1, "posterior": 2}, out_dir=work / f"scores_{name}", distances=False)
-    labels = res.summary["labels"]
-    per = {k: labels[k]["metrics"]["dice"] for k in ("anterior", "posterior")}
-    return {"cases": len(val_ids), "anterior": per["anterior"], "posterior": per["posterior"],
-            "mean_dice": (per["anterior"]["mean"] + per["posterior"]["mean"]) / 2}
+        case = load_case(spec, spec.case(cid))
+        pred = read_image(pred_dir / f"{cid}.nii.gz").array[0]  # (1, *spatial): one channel
+        ev.add(cid, pred.astype(np.int64), case.label_array.astype(np.int64), spacing=case.image.spacing)
+    out: dict = {"cases": len(val_ids)}
+    for name, lab in ev.summary()["labels"].items():
+        m = lab["metrics"]
+        out[name] = m["dice"] | ({"hd95_mm": m["hd95"]["mean"], "volume_error_ml": m["volume_error"]["mean"]}
+                                 if bench.distances else {})
+    out["mean_dice"] = float(np.mean([out[n]["mean"] for n in bench.label_names if n in out]))  # of the labels scored
+    return out
+
+
+def predict_without_tta(work: Path, bench: Bench, val_ids: list[str], nn_bin: Path, env: dict[str, str], log: Path) -> tuple[Path, float]:
+    """nnU-Net's prediction of the validation cases from its final checkpoint without mirror TTA (8x fewer
+    forward passes: on 2 CPU cores a 128^3 OpenKBP case took 122 s with TTA); returns the folder and seconds."""
+    cases = _cases(bench)
+    inp, out = work / "nnunet_val_images", work / "nnunet_val_no_tta"
+    shutil.rmtree(inp, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    inp.mkdir(parents=True)
+    for cid in val_ids:
+        (inp / f"{cid}_0000.nii.gz").symlink_to(cases[cid][0].resolve())
+    t = _timed([str(nn_bin / "nnUNetv2_predict"), "-i", str(inp), "-o", str(out), "-d", str(bench.nnunet_id), "-c", "3d_fullres",
+                "-f", "0", "-tr", "nnUNetTrainer_WallBudget", "-chk", "checkpoint_final.pth", "--disable_tta",
+                "-device", "cpu", "-npp", "1", "-nps", "1"], env=env, log=log)
+    return out, t
 
 
 def bench_train(args: argparse.Namespace) -> dict:
@@ -206,15 +268,17 @@ def bench_train(args: argparse.Namespace) -> dict:
     log = work / "train.log"
     env = nnunet_env(work)
     env["MEDSIGHT_BENCH_BUDGET_S"] = str(budget)
-    splits = kfold(_case_ids())
+    env["MEDSIGHT_BENCH_NNUNET_TTA"] = args.nnunet_tta
+    bench = BENCHES[args.dataset]
+    splits = kfold(list(_cases(bench)))
     val_ids = splits[0]["val"]
-    out: dict = {"budget_s": budget, "fold": 0, "train_cases": len(splits[0]["train"]), "val_cases": len(val_ids)}
+    out: dict = {"dataset": args.dataset, "budget_s": budget, "fold": 0, "train_cases": len(splits[0]["train"]), "val_cases": len(val_ids)}
 
     # nnU-Net: raw dataset, its own fingerprint/plan/preprocess, our split, the wall-budget trainer
-    write_nnunet_raw(work)
-    pre = work / "nnUNet_preprocessed" / DATASET_NAME
+    write_nnunet_raw(work, bench)
+    pre = work / "nnUNet_preprocessed" / bench.nnunet_name
     if not (pre / "nnUNetPlans_3d_fullres").is_dir():
-        _timed([str(nn_bin / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "2"], env=env, log=log)
+        _timed([str(nn_bin / "nnUNetv2_plan_and_preprocess"), "-d", str(bench.nnunet_id), "-c", "3d_fullres", "-np", "2"], env=env, log=log)
     (pre / "splits_final.json").write_text(json.dumps(splits, indent=1))
     site = subprocess.run([str(nn_bin / "python"), "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -225,24 +289,30 @@ def bench_train(args: argparse.Namespace) -> dict:
         shutil.rmtree(run, ignore_errors=True)
         run.mkdir(parents=True)
         (run / "splits.json").write_text(json.dumps(splits, indent=1))
-        t = _timed([sys.executable, "-m", "medsight.cli.app", "--quiet", "train", str(HIPPO), "--out", str(run), "--fold", "0",
+        t = _timed([sys.executable, "-m", "medsight.cli.app", "--quiet", "train", str(bench.data), "--out", str(run), "--fold", "0",
                     "--time-budget", f"{budget:.0f}s", "--device", "cpu"], log=log)
         epochs = [line.split(",") for line in (run / "fold_0" / "metrics.csv").read_text().splitlines()[1:]]
-        out["medsight"] = {"wall_s": t, "epochs": len(epochs), "score": _score(run / "fold_0" / "validation", val_ids, work, "medsight"),
+        out["medsight"] = {"wall_s": t, "epochs": len(epochs), "score": _score(run / "fold_0" / "validation", val_ids, bench),
                            "plan": json.loads((run / "plans.json").read_text())["network"]}
         print(f"medsight: {out['medsight']['score']['mean_dice']:.4f} mean Dice ({t:.0f}s)", flush=True)
     if "nnunet" in args.tools:
         res = work / "nnUNet_results"
         shutil.rmtree(res, ignore_errors=True)
-        t = _timed([str(nn_bin / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", "nnUNetTrainer_WallBudget",
+        t = _timed([str(nn_bin / "nnUNetv2_train"), str(bench.nnunet_id), "3d_fullres", "0", "-tr", "nnUNetTrainer_WallBudget",
                     "-device", "cpu"], env=env, log=log)
-        fold = res / DATASET_NAME / "nnUNetTrainer_WallBudget__nnUNetPlans__3d_fullres" / "fold_0"
-        own = json.loads((fold / "validation" / "summary.json").read_text())
+        fold = res / bench.nnunet_name / "nnUNetTrainer_WallBudget__nnUNetPlans__3d_fullres" / "fold_0"
         text = (sorted(fold.glob("training_log_*.txt"))[-1]).read_text()
         plans = json.loads((pre / "nnUNetPlans.json").read_text())["configurations"]["3d_fullres"]
+        if args.nnunet_tta == "off":
+            pred_dir, pred_s = predict_without_tta(work, bench, val_ids, nn_bin, env, log)
+            own_mean = None
+        else:
+            pred_dir, pred_s = fold / "validation", None
+            own_mean = json.loads((pred_dir / "summary.json").read_text())["foreground_mean"]["Dice"]
         out["nnunet"] = {"wall_s": t, "epochs_of_25_iterations": text.count("Epoch time"),
-                         "score": _score(fold / "validation", val_ids, work, "nnunet"),
-                         "own_summary_foreground_mean_dice": own["foreground_mean"]["Dice"],
+                         "validation_tta": args.nnunet_tta, "prediction_s": pred_s,
+                         "score": _score(pred_dir, val_ids, bench),
+                         "own_summary_foreground_mean_dice": own_mean,
                          "plan": {k: plans.get(k) for k in ("patch_size", "batch_size", "spacing")}
                          | {"features_per_stage": plans["architecture"]["arch_kwargs"]["features_per_stage"]}}
         print(f"nnU-Net: {out['nnunet']['score']['mean_dice']:.4f} mean Dice ({t:.0f}s)", flush=True)
@@ -254,17 +324,22 @@ def bench_train(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["preprocess", "train"])
+    ap.add_argument("--dataset", choices=sorted(BENCHES), default="hippocampus")
     ap.add_argument("--nnunet-venv", required=True, help="virtual environment with nnunetv2 installed")
-    ap.add_argument("--work", default=str(ROOT / "runs" / "nnunet_compare"))
+    ap.add_argument("--work", type=Path, help="working folder (default runs/nnunet_compare, runs/nnunet_compare_openkbp)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--budget", default="20m")
     ap.add_argument("--tools", default="medsight,nnunet")
+    ap.add_argument("--nnunet-tta", choices=["on", "off"], default="on",
+                    help="nnU-Net's validation with mirror TTA (its default) or without (nnUNetv2_predict --disable_tta)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     args.tools = args.tools.split(",")
-    if not HIPPO.is_dir():
-        print(f"Hippocampus not found under {HIPPO}", file=sys.stderr)
+    suffix = "" if args.dataset == "hippocampus" else f"_{args.dataset}"
+    args.work = args.work or ROOT / "runs" / f"nnunet_compare{suffix}"
+    if not BENCHES[args.dataset].data.is_dir():
+        print(f"{args.dataset} not found under {BENCHES[args.dataset].data}", file=sys.stderr)
         return 2
     if not (Path(args.nnunet_venv) / "bin" / "nnUNetv2_train").is_file():
         print(f"nnunetv2 not found in {args.nnunet_venv}; install it there (see this script's docstring)", file=sys.stderr)
@@ -279,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "nnunetv2": nn_version[:1], "nnunet_torch": nn_version[1:]},
                "date": time.strftime("%Y-%m-%d %H:%M")}
-    out = args.out or ROOT / "docs" / "results" / f"nnunet_{args.what}_cpu.json"
+    out = args.out or ROOT / "docs" / "results" / f"nnunet_{args.what}{suffix}_cpu.json"
     out.write_text(json.dumps(result, indent=1, default=float))
     print(json.dumps({k: v for k, v in result.items() if k not in ("seconds",)}, indent=1, default=float))
     return 0
