@@ -100,7 +100,7 @@ def label_macro(cases: Mapping[str, Sequence[Mapping[str, Any]]], labels: Sequen
             table[i, col[str(r["label"])]] = _floats([r.get(metric, math.nan)])[0]
     scored = np.isfinite(table)
     per_case = np.where(scored.any(axis=1), np.nansum(table, axis=1) / np.maximum(scored.sum(axis=1), 1), math.nan)
-    out = describe(per_case, bootstrap=0, ci=ci)
+    out = describe(per_case.tolist(), bootstrap=0, ci=ci)
     ok = table[np.isfinite(per_case)]
     out["mean"] = _macro(ok[None])[0] if ok.size else math.nan
     if ok.size and bootstrap > 0:
