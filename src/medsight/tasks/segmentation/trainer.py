@@ -100,6 +100,8 @@ class SegmentationTrainer(Trainer):
     def estimate_validation_seconds(self) -> float:
         """One validation case (the first) predicted and timed, scaled by the voxels of all the validated cases."""
         ids = self.val_ids[: self.plan.training.val_max_cases]
+        if not ids:
+            return 0.0
         image = self.cache.images[ids[0]]
         t0 = time.perf_counter()
         self._val_predictor().probabilities(image)
