@@ -82,7 +82,7 @@ class SegmentationTrainer(Trainer):
         prediction scores 1; the mean is over labels of the per-label means over the cases that annotate them."""
 
         ids = self.val_ids[: self.plan.training.val_max_cases]
-        pred = self._val_predictor()
+        pred = _validation_predictor(self.plan, self.model, self.device)
         fg = [v for v in self.plan.labels.values() if v != 0]
         dices, losses = [], []
         for cid in ids:
@@ -104,12 +104,15 @@ class SegmentationTrainer(Trainer):
             return 0.0
         image = self.cache.images[ids[0]]
         t0 = time.perf_counter()
-        self._val_predictor().probabilities(image)
+        _validation_predictor(self.plan, self.model, self.device).probabilities(image)
         voxels = sum(math.prod(self.cache.images[c].shape[1:]) for c in ids)
         return (time.perf_counter() - t0) * voxels / max(math.prod(image.shape[1:]), 1)
 
-    def _val_predictor(self) -> Predictor:
-        return Predictor(plan=self.plan, models=[self.model], device=self.device, tta=False, overlap=0.25)
+
+def _validation_predictor(plan: Plan, model: torch.nn.Module, device: torch.device) -> Predictor:
+    """The in-training validation's sliding window (no TTA, overlap 0.25); :meth:`SegmentationTrainer.validate` is
+    also run on a stand-in object by the multi-task trainer, so this is not a method."""
+    return Predictor(plan=plan, models=[model], device=device, tta=False, overlap=0.25)
 
 
 __all__ = ["SegmentationLoss", "SegmentationTrainer", "network_args"]
