@@ -33,24 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from partial_scoring import score_folder  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "openkbp_hn_ct"
 
 
 def _source_score(source: Path, cases: list[str]) -> dict:
     """The source model's saved fold-0 validation predictions, scored on ``cases`` only."""
-    from medsight.data.dataset import load_case, load_dataset
-    from medsight.io import read_image
-    from medsight.metrics.summary import SegmentationEvaluator
-
-    spec = load_dataset(DATA)
-    absent = {cid: [spec.labels[n] for n in names] for cid, names in spec.absent.items()}
-    ev = SegmentationEvaluator(spec.labels, distances=False, absent=absent)
-    for cid in cases:
-        case = load_case(spec, spec.case(cid))
-        pred = read_image(source / "fold_0" / "validation" / f"{cid}.nii.gz").array[0]
-        ev.add(cid, pred.astype(np.int64), case.label_array.astype(np.int64), spacing=case.image.spacing)
-    per = {name: lab["metrics"]["dice"]["mean"] for name, lab in ev.summary()["labels"].items()}
+    per = {name: m["dice"]["mean"] for name, m in score_folder(DATA, source / "fold_0" / "validation", cases).items()}
     return {"mean_dice": float(np.mean(list(per.values()))), "per_label_dice": per}
 
 

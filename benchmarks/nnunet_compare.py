@@ -47,6 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from partial_scoring import score_folder  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -220,21 +223,10 @@ def bench_preprocess(args: argparse.Namespace) -> dict:
 def _score(pred_dir: Path, val_ids: list[str], bench: Bench) -> dict:
     """Dice (and on CT HD95 and volume error) per label of ``pred_dir/<case>.nii.gz`` against the references;
     a structure that was not annotated in a case is not scored there."""
-    from medsight.data.dataset import load_case, load_dataset
-    from medsight.io import read_image
-    from medsight.metrics.summary import SegmentationEvaluator
-
-    spec = load_dataset(bench.data)
-    absent = {cid: [spec.labels[n] for n in names] for cid, names in spec.absent.items()}
-    names = {v: k for k, v in bench.label_names.items()}
-    ev = SegmentationEvaluator({names[v]: v for v in spec.labels.values() if v}, distances=bench.distances, absent=absent)
-    for cid in val_ids:
-        case = load_case(spec, spec.case(cid))
-        pred = read_image(pred_dir / f"{cid}.nii.gz").array[0]  # (1, *spatial): one channel
-        ev.add(cid, pred.astype(np.int64), case.label_array.astype(np.int64), spacing=case.image.spacing)
+    per = score_folder(bench.data, pred_dir, val_ids, names={v: k for k, v in bench.label_names.items()},
+                       distances=bench.distances)
     out: dict = {"cases": len(val_ids)}
-    for name, lab in ev.summary()["labels"].items():
-        m = lab["metrics"]
+    for name, m in per.items():
         out[name] = m["dice"] | ({"hd95_mm": m["hd95"]["mean"], "volume_error_ml": m["volume_error"]["mean"]}
                                  if bench.distances else {})
     out["mean_dice"] = float(np.mean([out[n]["mean"] for n in bench.label_names if n in out]))  # of the labels scored

@@ -62,8 +62,7 @@ def test_the_estimate_times_one_case_and_scales_by_voxels(tmp_path: Path, monkey
     cache = CaseCache(run / "preprocessed", ids)
     config = RunOptions(time_budget_s=3.0, seed=0, device="cpu", precision="fp32")
     trainer = SegmentationTrainer(plan, cache, ids[:2], ids[2:], run / "fold_0", config)
-    t0 = time.perf_counter()
-    assert 0 < trainer.estimate_validation_seconds() <= 2 * (time.perf_counter() - t0)  # 2 cases, the first timed
+    assert trainer.estimate_validation_seconds() > 0  # a real prediction of the first case, timed
     clock = iter(range(100))  # a clock that moves 1 s per reading: the sample takes exactly 1 s
     monkeypatch.setattr("medsight.tasks.segmentation.trainer.time.perf_counter", lambda: float(next(clock)))
     voxels = [math.prod(cache.images[c].shape[1:]) for c in ids[2:]]
