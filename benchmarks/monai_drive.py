@@ -8,7 +8,13 @@ It trains on the 20 training images until the budget ends, then predicts the 20 
 ``sliding_window_inference`` (128 x 128, overlap 0.25, Gaussian blending), and scores them with medsight's evaluator,
 exactly as the medsight run is scored: F1 and pixel AUC inside the FOV masks against ``1st_manual``.
 
+With ``--splits`` (the ``splits.json`` of a medsight run) it trains on fold 0's 16 training images only; with
+``--curve N`` it also keeps N snapshots of the weights at evenly spaced training times and scores each, after
+training, on fold 0's 4 validation images as medsight's in-training validation does (Dice of the whole image against
+``1st_manual``): the points of a time-to-quality curve (``time_to_quality.py``).
+
     python benchmarks/monai_drive.py --budget 10m --out runs/monai_drive
+    python benchmarks/monai_drive.py --budget 10m --splits runs/drive_fold0/splits.json --curve 10 --out runs/monai_drive_fold0
 
 Writes ``<out>/benchmark.json`` with the command, the steps, samples and pixels per second, and the test figures.
 """
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from monai_loop import train_for_budget  # noqa: E402
+from monai_loop import foreground_probability, mean_foreground_dice, score_snapshots, train_for_budget  # noqa: E402
 from PIL import Image as PILImage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +46,20 @@ def _image(path: Path) -> np.ndarray:
     return (a - a.min()) / max(float(a.max() - a.min()), 1e-6)
 
 
-def _items(split: str) -> list[dict[str, np.ndarray | str]]:
+def _items(split: str, names: list[str] | None = None) -> list[dict[str, np.ndarray | str]]:
     root = DRIVE / split
     items = []
     for img in sorted((root / "images").glob("*.tif")):
+        if names is not None and img.stem not in names:
+            continue
         case = img.stem.split("_")[0]
         lab = np.asarray(PILImage.open(root / "1st_manual" / f"{case}_manual1.gif").convert("L")) > 127
         items.append({"image": _image(img), "label": lab[None].astype(np.float32), "name": img.stem})
     return items
 
 
-def train(budget_s: float, seed: int, threads: int) -> tuple[torch.nn.Module, dict[str, float]]:
+def train(budget_s: float, seed: int, threads: int, names: list[str] | None = None,
+          snapshots: int = 0) -> tuple[torch.nn.Module, dict[str, float], list[dict]]:
     from monai.data import CacheDataset, DataLoader
     from monai.networks.nets import UNet
     from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandRotate90d
@@ -64,25 +73,21 @@ def train(budget_s: float, seed: int, threads: int) -> tuple[torch.nn.Module, di
         RandFlipd(keys, prob=0.5, spatial_axis=0), RandFlipd(keys, prob=0.5, spatial_axis=1),
         RandRotate90d(keys, prob=0.5, max_k=3),
     ])
-    data = [{k: v for k, v in it.items() if k in keys} for it in _items("training")]
+    data = [{k: v for k, v in it.items() if k in keys} for it in _items("training", names)]
     loader = DataLoader(CacheDataset(data, transforms, progress=False), batch_size=4, shuffle=True, num_workers=0)
     model = UNet(spatial_dims=2, in_channels=3, out_channels=2, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
                  num_res_units=2)
-    trained = train_for_budget(model, loader, budget_s, PATCH)
+    trained, taken = train_for_budget(model, loader, budget_s, PATCH, snapshots=snapshots)
     trained["pixels_per_s"] = trained.pop("voxels_per_s")
-    return model, trained
+    return model, trained, taken
 
 
 def predict_test(model: torch.nn.Module, out: Path) -> None:
-    from monai.inferers import sliding_window_inference
-
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     with torch.no_grad():
         for it in _items("test"):
-            x = torch.from_numpy(np.asarray(it["image"]))[None]
-            prob = torch.softmax(sliding_window_inference(x, PATCH, 4, model, overlap=0.25, mode="gaussian"), 1)[0]
-            fg = prob[1].numpy()
+            fg = foreground_probability(model, it["image"], PATCH)
             PILImage.fromarray(((fg > 0.5) * 255).astype(np.uint8)).save(out / f"{it['name']}.png")
             np.savez_compressed(out / f"{it['name']}_probabilities.npz", probabilities=fg.astype(np.float32))
 
@@ -93,12 +98,22 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "monai_drive")
+    ap.add_argument("--splits", type=Path, help="splits.json of a medsight run: train on fold 0's training images only")
+    ap.add_argument("--curve", type=int, default=0, help="snapshots scored on fold 0's validation images (needs --splits)")
     args = ap.parse_args()
+    if args.curve and not args.splits:
+        ap.error("--curve scores fold 0's validation images: give --splits")
     from medsight.cli.common import parse_duration
     from medsight.evaluate.folders import evaluate_folders
 
     t0 = time.time()
-    model, trained = train(parse_duration(args.budget), args.seed, args.threads)
+    fold = json.loads(args.splits.read_text())[0] if args.splits else None
+    model, trained, taken = train(parse_duration(args.budget), args.seed, args.threads,
+                                  list(fold["train"]) if fold else None, args.curve)
+    curve = None
+    if taken:
+        val = _items("training", list(fold["val"]))
+        curve = score_snapshots(model, taken, lambda m: mean_foreground_dice(m, val, PATCH))
     predict_test(model, args.out / "test_predictions")
     test = DRIVE / "test"
     ev = evaluate_folders(args.out / "test_predictions", test / "1st_manual", roi_dir=test / "mask",
@@ -108,7 +123,8 @@ def main() -> int:
     result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
               "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
               "pipeline": "MONAI UNet 16-256, 2 residual units, 128x128 x 16 patches, DiceCE, AdamW cosine, float32",
-              "trained": trained, "test": {"f1": fg["dice"]["mean"], "auc": fg["auc"]["mean"], "cases": len(ev.rows)},
+              "trained": trained, "trained_on": "fold 0 of --splits" if fold else "the 20 training images",
+              "curve": curve, "test": {"f1": fg["dice"]["mean"], "auc": fg["auc"]["mean"], "cases": len(ev.rows)},
               "wall_s": round(time.time() - t0, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))

@@ -13,6 +13,11 @@ so both train and score the same cases) until the budget ends, predicts the fold
 ``sliding_window_inference`` (64^3, overlap 0.25, Gaussian blending), and scores them with medsight's evaluator as
 the medsight run is scored: Dice, HD95 and volume error per organ, organs not contoured in a case left out there.
 
+With ``--curve N`` it also keeps N snapshots of the weights at evenly spaced training times and scores each, after
+training, on the validation cases as medsight's in-training validation does (whole cases, no TTA; each organ's mean
+Dice over the cases that contour it, averaged over organs): the points of a time-to-quality curve
+(``time_to_quality.py``).
+
     python benchmarks/monai_openkbp.py --budget 20m --splits runs/bench_openkbp/splits.json --out runs/monai_openkbp
 
 Writes ``<out>/benchmark.json`` with the command, the steps, samples and voxels per second, and the figures.
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from monai_loop import train_for_budget  # noqa: E402
+from monai_loop import score_snapshots, train_for_budget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "openkbp_hn_ct"
@@ -51,7 +56,8 @@ def _cases(ids: list[str]) -> list[dict]:
     return out
 
 
-def train(items: list[dict], num_classes: int, budget_s: float, seed: int, threads: int) -> tuple[torch.nn.Module, dict]:
+def train(items: list[dict], num_classes: int, budget_s: float, seed: int, threads: int,
+          snapshots: int = 0) -> tuple[torch.nn.Module, dict, list[dict]]:
     from monai.data import CacheDataset, DataLoader
     from monai.networks.nets import UNet
     from monai.transforms import (
@@ -76,8 +82,29 @@ def train(items: list[dict], num_classes: int, budget_s: float, seed: int, threa
     loader = DataLoader(CacheDataset(data, transforms, progress=False), batch_size=1, shuffle=True, num_workers=0)
     model = UNet(spatial_dims=3, in_channels=1, out_channels=num_classes, channels=(16, 32, 64, 128, 256),
                  strides=(2, 2, 2, 2), num_res_units=2)
-    trained = train_for_budget(model, loader, budget_s, PATCH)
-    return model, trained
+    trained, taken = train_for_budget(model, loader, budget_s, PATCH, snapshots=snapshots)
+    return model, trained, taken
+
+
+def _labels(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    from monai.inferers import sliding_window_inference
+    from monai.transforms import ScaleIntensityRange
+
+    x = torch.as_tensor(ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True)(image))[None].float()
+    return sliding_window_inference(x, PATCH, 4, model, overlap=0.25, mode="gaussian")[0].argmax(0).numpy()
+
+
+def validation_dice(model: torch.nn.Module, items: list[dict], labels: list[int], absent: dict[str, list[int]]) -> float:
+    """Each organ's mean Dice over the cases that contour it (1 where both are empty), averaged over organs."""
+    from medsight.metrics.segmentation import dice_per_label
+
+    per: dict[int, list[float]] = {v: [] for v in labels}
+    for it in items:
+        row = dice_per_label(_labels(model, it["image"]), it["label"][0].astype(np.int64), labels)
+        for v, d in zip(labels, row):
+            if v not in absent.get(it["id"], []):
+                per[v].append(1.0 if np.isnan(d) else d)
+    return float(np.mean([np.mean(d) for d in per.values() if d]))
 
 
 def main() -> int:
@@ -87,9 +114,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--splits", type=Path, required=True, help="splits.json of the medsight run (fold 0 is used)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "monai_openkbp")
+    ap.add_argument("--curve", type=int, default=0, help="snapshots of the weights scored on the validation cases")
     args = ap.parse_args()
-    from monai.inferers import sliding_window_inference
-    from monai.transforms import ScaleIntensityRange
 
     from medsight.cli.common import parse_duration
     from medsight.data.dataset import load_dataset
@@ -98,18 +124,18 @@ def main() -> int:
     t0 = time.time()
     spec = load_dataset(DATA)
     fold = json.loads(args.splits.read_text())[0]
-    model, trained = train(_cases(list(fold["train"])), len(spec.labels), parse_duration(args.budget), args.seed,
-                           args.threads)
+    model, trained, taken = train(_cases(list(fold["train"])), len(spec.labels), parse_duration(args.budget), args.seed,
+                                  args.threads, args.curve)
     absent = {cid: [spec.labels[n] for n in names] for cid, names in spec.absent.items()}
+    val = _cases(list(fold["val"]))
+    fg = [v for v in spec.labels.values() if v != 0]
+    curve = score_snapshots(model, taken, lambda m: validation_dice(m, val, fg, absent)) if taken else None
     ev = SegmentationEvaluator(spec.labels, absent=absent)
-    scale = ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True)
     model.eval()
     t1 = time.time()
     with torch.no_grad():
-        for it in _cases(list(fold["val"])):
-            x = torch.as_tensor(scale(it["image"]))[None].float()
-            logits = sliding_window_inference(x, PATCH, 4, model, overlap=0.25, mode="gaussian")
-            ev.add(it["id"], logits[0].argmax(0).numpy(), it["label"][0].astype(np.int64), spacing=it["spacing"])
+        for it in val:
+            ev.add(it["id"], _labels(model, it["image"]), it["label"][0].astype(np.int64), spacing=it["spacing"])
     summary = ev.summary()
     per_organ = {name: {"dice": lab["metrics"]["dice"]["mean"], "hd95_mm": lab["metrics"]["hd95"]["mean"],
                         "volume_error_ml": lab["metrics"]["volume_error"]["mean"], "cases_scored": lab["metrics"]["dice"]["n"]}
@@ -119,7 +145,7 @@ def main() -> int:
               "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
               "pipeline": "MONAI UNet 16-256, 2 residual units, 64^3 x 2 patches (RandCropByPosNegLabeld), CT window "
                           "[-175, 250], DiceCE, AdamW cosine, float32, no partial labels",
-              "trained": trained, "validation_fold0": {"mean_dice": mean_dice, "per_organ": per_organ,
+              "trained": trained, "curve": curve, "validation_fold0": {"mean_dice": mean_dice, "per_organ": per_organ,
                                                        "cases": len(fold["val"]), "seconds": round(time.time() - t1, 1)},
               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
               "wall_s": round(time.time() - t0, 1)}

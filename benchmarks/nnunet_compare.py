@@ -49,6 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from partial_scoring import score_folder  # noqa: E402
+from time_to_quality import medsight_curve, nnunet_curve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -283,8 +284,9 @@ def bench_train(args: argparse.Namespace) -> dict:
         (run / "splits.json").write_text(json.dumps(splits, indent=1))
         t = _timed([sys.executable, "-m", "medsight.cli.app", "--quiet", "train", str(bench.data), "--out", str(run), "--fold", "0",
                     "--time-budget", f"{budget:.0f}s", "--device", "cpu"], log=log)
-        epochs = [line.split(",") for line in (run / "fold_0" / "metrics.csv").read_text().splitlines()[1:]]
-        out["medsight"] = {"wall_s": t, "epochs": len(epochs), "score": _score(run / "fold_0" / "validation", val_ids, bench),
+        metrics = (run / "fold_0" / "metrics.csv").read_text()
+        out["medsight"] = {"wall_s": t, "epochs": len(metrics.splitlines()) - 1, "curve": medsight_curve(metrics),
+                           "score": _score(run / "fold_0" / "validation", val_ids, bench),
                            "plan": json.loads((run / "plans.json").read_text())["network"]}
         print(f"medsight: {out['medsight']['score']['mean_dice']:.4f} mean Dice ({t:.0f}s)", flush=True)
     if "nnunet" in args.tools:
@@ -301,7 +303,7 @@ def bench_train(args: argparse.Namespace) -> dict:
         else:
             pred_dir, pred_s = fold / "validation", None
             own_mean = json.loads((pred_dir / "summary.json").read_text())["foreground_mean"]["Dice"]
-        out["nnunet"] = {"wall_s": t, "epochs_of_25_iterations": text.count("Epoch time"),
+        out["nnunet"] = {"wall_s": t, "epochs_of_25_iterations": text.count("Epoch time"), "curve": nnunet_curve(text),
                          "validation_tta": args.nnunet_tta, "prediction_s": pred_s,
                          "score": _score(pred_dir, val_ids, bench),
                          "own_summary_foreground_mean_dice": own_mean,
