@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from monai_loop import foreground_probability, mean_foreground_dice, score_snapshots, train_for_budget  # noqa: E402
+from monai_loop import (  # noqa: E402
+    add_peer_arguments,
+    foreground_probability,
+    mean_foreground_dice,
+    score_snapshots,
+    train_for_budget,
+    write_benchmark,
+)
 from PIL import Image as PILImage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +100,7 @@ def predict_test(model: torch.nn.Module, out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", default="10m")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "monai_drive")
-    ap.add_argument("--splits", type=Path, help="splits.json of a medsight run: train on fold 0's training images only")
-    ap.add_argument("--curve", type=int, default=0, help="snapshots scored on fold 0's validation images (needs --splits)")
+    add_peer_arguments(ap, budget="10m", out=ROOT / "runs" / "monai_drive", splits_required=False)
     args = ap.parse_args()
     if args.curve and not args.splits:
         ap.error("--curve scores fold 0's validation images: give --splits")
@@ -120,14 +121,11 @@ def main() -> int:
                           prob_dir=args.out / "test_predictions", out_dir=args.out / "test_evaluation", distances=False,
                           overwrite=True)
     fg = next(iter(ev.summary["labels"].values()))["metrics"]
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
-              "pipeline": "MONAI UNet 16-256, 2 residual units, 128x128 x 16 patches, DiceCE, AdamW cosine, float32",
-              "trained": trained, "trained_on": "fold 0 of --splits" if fold else "the 20 training images",
-              "curve": curve, "test": {"f1": fg["dice"]["mean"], "auc": fg["auc"]["mean"], "cases": len(ev.rows)},
-              "wall_s": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    write_benchmark(args, {
+        "pipeline": "MONAI UNet 16-256, 2 residual units, 128x128 x 16 patches, DiceCE, AdamW cosine, float32",
+        "trained": trained, "trained_on": "fold 0 of --splits" if fold else "the 20 training images",
+        "curve": curve, "test": {"f1": fg["dice"]["mean"], "auc": fg["auc"]["mean"], "cases": len(ev.rows)},
+        "wall_s": round(time.time() - t0, 1)})
     print(f"MONAI DRIVE test (20 images, inside FOV): F1 {fg['dice']['mean']:.4f}  AUC {fg['auc']['mean']:.4f}  "
           f"({trained['steps']} steps, {trained['samples_per_s']:.1f} samples/s)")
     return 0

@@ -4,10 +4,15 @@ snapshots for time-to-quality curves."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import math
+import platform
+import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,3 +89,24 @@ def mean_foreground_dice(model: torch.nn.Module, items: list[dict], patch: tuple
     scores = [dice_per_label((foreground_probability(model, it["image"], patch) > 0.5).astype(np.uint8),
                              np.asarray(it["label"][0], dtype=np.uint8), [1])[0] for it in items]
     return float(np.mean([1.0 if np.isnan(d) else d for d in scores]))
+
+
+def add_peer_arguments(ap: argparse.ArgumentParser, *, budget: str, out: Path, splits_required: bool) -> None:
+    """The options every MONAI peer takes: budget, seed, threads, the medsight run's splits, snapshots, output."""
+    ap.add_argument("--budget", default=budget)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--splits", type=Path, required=splits_required,
+                    help="splits.json of the medsight run: fold 0's training cases train, its validation cases score")
+    ap.add_argument("--curve", type=int, default=0, help="snapshots of the weights scored on fold 0's validation cases")
+    ap.add_argument("--out", type=Path, default=out)
+
+
+def write_benchmark(args: argparse.Namespace, result: dict) -> Path:
+    """``<out>/benchmark.json``: the command, the machine, then ``result``."""
+    record = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__}} | result
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "benchmark.json"
+    path.write_text(json.dumps(record, indent=2, default=float))
+    return path

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from monai_loop import mean_foreground_dice, score_snapshots, train_for_budget  # noqa: E402
+from monai_loop import (  # noqa: E402
+    add_peer_arguments,
+    mean_foreground_dice,
+    score_snapshots,
+    train_for_budget,
+    write_benchmark,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "montgomery_cxr_lung_512"
@@ -77,12 +82,7 @@ def train(items: list[dict], budget_s: float, seed: int, threads: int,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", default="20m")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--splits", type=Path, required=True, help="splits.json of the medsight run (fold 0 is used)")
-    ap.add_argument("--curve", type=int, default=0, help="snapshots of the weights scored on the validation images")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "monai_montgomery")
+    add_peer_arguments(ap, budget="20m", out=ROOT / "runs" / "monai_montgomery", splits_required=True)
     args = ap.parse_args()
     from medsight.cli.common import parse_duration
 
@@ -92,17 +92,17 @@ def main() -> int:
                                   args.curve)
     val = _items(list(fold["val"]))
     curve = score_snapshots(model, taken, lambda m: mean_foreground_dice(m, val, PATCH)) if taken else None
-    model.eval()
-    with torch.no_grad():
-        dice = mean_foreground_dice(model, val, PATCH)
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
-              "pipeline": "MONAI UNet 16-256, 2 residual units, 256x256 x 8 patches, flips and +-10 degree rotations, "
-                          "DiceCE, AdamW cosine, float32",
-              "trained": trained, "curve": curve,
-              "validation_fold0": {"mean_dice": dice, "cases": len(val)}, "wall_s": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    if curve:
+        dice = curve[-1]["val_dice"]  # the last snapshot is the trained model
+    else:
+        model.eval()
+        with torch.no_grad():
+            dice = mean_foreground_dice(model, val, PATCH)
+    write_benchmark(args, {
+        "pipeline": "MONAI UNet 16-256, 2 residual units, 256x256 x 8 patches, flips and +-10 degree rotations, "
+                    "DiceCE, AdamW cosine, float32",
+        "trained": trained, "curve": curve,
+        "validation_fold0": {"mean_dice": dice, "cases": len(val)}, "wall_s": round(time.time() - t0, 1)})
     print(f"MONAI Montgomery fold 0 validation ({len(val)} images): Dice {dice:.4f} "
           f"({trained['steps']} steps, {trained['samples_per_s']:.1f} samples/s)")
     return 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from monai_loop import score_snapshots, train_for_budget  # noqa: E402
+from monai_loop import add_peer_arguments, score_snapshots, train_for_budget, write_benchmark  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "openkbp_hn_ct"
@@ -109,12 +108,7 @@ def validation_dice(model: torch.nn.Module, items: list[dict], labels: list[int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", default="20m")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--splits", type=Path, required=True, help="splits.json of the medsight run (fold 0 is used)")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "monai_openkbp")
-    ap.add_argument("--curve", type=int, default=0, help="snapshots of the weights scored on the validation cases")
+    add_peer_arguments(ap, budget="20m", out=ROOT / "runs" / "monai_openkbp", splits_required=True)
     args = ap.parse_args()
 
     from medsight.cli.common import parse_duration
@@ -141,16 +135,14 @@ def main() -> int:
                         "volume_error_ml": lab["metrics"]["volume_error"]["mean"], "cases_scored": lab["metrics"]["dice"]["n"]}
                  for name, lab in summary["labels"].items()}
     mean_dice = float(np.mean([v["dice"] for v in per_organ.values()]))
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
-              "pipeline": "MONAI UNet 16-256, 2 residual units, 64^3 x 2 patches (RandCropByPosNegLabeld), CT window "
-                          "[-175, 250], DiceCE, AdamW cosine, float32, no partial labels",
-              "trained": trained, "curve": curve, "validation_fold0": {"mean_dice": mean_dice, "per_organ": per_organ,
-                                                       "cases": len(fold["val"]), "seconds": round(time.time() - t1, 1)},
-              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-              "wall_s": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=float))
+    write_benchmark(args, {
+        "pipeline": "MONAI UNet 16-256, 2 residual units, 64^3 x 2 patches (RandCropByPosNegLabeld), CT window "
+                    "[-175, 250], DiceCE, AdamW cosine, float32, no partial labels",
+        "trained": trained, "curve": curve,
+        "validation_fold0": {"mean_dice": mean_dice, "per_organ": per_organ, "cases": len(fold["val"]),
+                             "seconds": round(time.time() - t1, 1)},
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "wall_s": round(time.time() - t0, 1)})
     print(f"MONAI OpenKBP fold 0 validation ({len(fold['val'])} cases): mean organ Dice {mean_dice:.4f} "
           f"({trained['steps']} steps, {trained['samples_per_s']:.2f} samples/s)")
     for name, v in per_organ.items():
