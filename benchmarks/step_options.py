@@ -32,7 +32,7 @@ PLANAR = {"drive": ROOT.parent / "shared" / "data" / "drive" / "training",
           "montgomery": ROOT.parent / "shared" / "data" / "montgomery_cxr_lung_512"}
 
 
-def _plan(dataset: str = "hippocampus", min_batch: int | None = None):
+def _plan(dataset: str = "hippocampus", min_batch: int | None = None, base_filters: int = 16):
     if dataset == "hippocampus":
         from throughput import _prepare  # the same Hippocampus plan as the throughput benchmark
 
@@ -40,7 +40,7 @@ def _plan(dataset: str = "hippocampus", min_batch: int | None = None):
         return plan
     from medsight.tasks.segmentation.pipeline import plan_dataset
 
-    return plan_dataset(PLANAR[dataset], Path(tempfile.mkdtemp(prefix="medsight_steps_")) / "plans.json", base_filters=16,
+    return plan_dataset(PLANAR[dataset], Path(tempfile.mkdtemp(prefix="medsight_steps_")) / "plans.json", base_filters=base_filters,
                         min_batch=min_batch)
 
 
@@ -92,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=["hippocampus", *PLANAR], default="hippocampus",
                     help="whose plan: Hippocampus (3D, 8 cases) or a 2D dataset planned whole")
     ap.add_argument("--min-batch", type=int, help="2D: the planner's min_batch (default: the planner's own)")
+    ap.add_argument("--base-filters", type=int, default=16, help="2D: filters of the first stage (the CPU default is 16)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "step_options_cpu.json")
     args = ap.parse_args(argv)
-    plan = _plan(args.dataset, args.min_batch)
+    plan = _plan(args.dataset, args.min_batch, args.base_filters)
     names = args.options.split(",")
     opts = {n: Option(n, plan, args.threads) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
