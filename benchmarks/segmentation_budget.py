@@ -49,6 +49,7 @@ def main() -> int:
     ap.add_argument("--budget", default="20m")
     ap.add_argument("--out")
     ap.add_argument("--base-filters", type=int)
+    ap.add_argument("--plan", type=Path, help="train with this plans.json (e.g. an edited network) instead of planning")
     ap.add_argument("--device")
     ap.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default: the plan's)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training arithmetic")
@@ -73,7 +74,9 @@ def main() -> int:
                         precision=args.precision, seed=args.seed, num_threads=args.threads)
     t0 = time.time()
     fold: list[int] | str = [0] if (args.fold or ("all" if args.dataset == "drive" else "0")) == "0" else "all"
-    plan_path = None
+    plan_path = args.plan
+    if args.plan and (args.min_batch or args.base_filters):
+        ap.error("--plan fixes the network and batch: leave out --min-batch and --base-filters")
     if args.min_batch and not args.evaluate_only:
         from medsight.tasks.segmentation.pipeline import plan_dataset
 

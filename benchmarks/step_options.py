@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=["hippocampus", *PLANAR], default="hippocampus",
                     help="whose plan: Hippocampus (3D, 8 cases) or a 2D dataset planned whole")
     ap.add_argument("--min-batch", type=int, help="2D: the planner's min_batch (default: the planner's own)")
-    ap.add_argument("--base-filters", type=int, default=16, help="2D: filters of the first stage (the CPU default is 16)")
+    ap.add_argument("--base-filters", type=int, default=16,
+                    help="2D: filters of the first stage (default 16, the planner's CPU default)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "step_options_cpu.json")
     args = ap.parse_args(argv)
     plan = _plan(args.dataset, args.min_batch, args.base_filters)
