@@ -15,6 +15,7 @@ import numpy as np
 from medsight.data.dataset import DatasetSpec, load_case
 from medsight.data.field_of_view import RASTER_EXTENT_KEY, combine
 from medsight.data.field_of_view import measure as measure_extent
+from medsight.data.orientation import ORIENTATION_KEY, LabelAtlas
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ def compute_fingerprint(spec: DatasetSpec, *, progress: Callable[[int, int], Non
     crop_fracs = []
     first_format, names, modalities = "", [], []
     extents: list[tuple[float, float | None]] = []  # raster 2D images: their side and field of view
+    atlas = LabelAtlas()  # 2D: where the labels lie, for the orientation the augmentation keeps
+    foreground = [v for v in spec.labels.values() if v != 0]
     total = len(spec.cases)
     for i, ref in enumerate(spec.cases):
         case = load_case(spec, ref)
@@ -185,6 +188,10 @@ def compute_fingerprint(spec: DatasetSpec, *, progress: Callable[[int, int], Non
                 label_voxels[v] = label_voxels.get(v, 0) + int(c)
                 label_cases[v] = label_cases.get(v, 0) + 1
             fg = lab > 0
+            if lab.ndim == 2:
+                absent = set(spec.absent_values(ref.case_id))
+                atlas.add(fg if spec.binary_masks else lab, i, [1] if spec.binary_masks else
+                          [v for v in foreground if v not in absent])
         else:
             fg = np.zeros(arr.shape[1:], dtype=bool)
         for c in range(min(n_ch, arr.shape[0])):
@@ -212,7 +219,9 @@ def compute_fingerprint(spec: DatasetSpec, *, progress: Callable[[int, int], Non
             fg_mean=float(f.mean()), fg_std=float(f.std()), fg_p00_5=float(np.percentile(f, 0.5)), fg_p99_5=float(np.percentile(f, 99.5)),
         ))
     # pictures carry no pixel size: the training scale is their field of view or side (data.field_of_view)
-    extra = {RASTER_EXTENT_KEY: combine(extents).as_dict()} if extents and len(extents) == total else {}
+    extra: dict[str, Any] = {RASTER_EXTENT_KEY: combine(extents).as_dict()} if extents and len(extents) == total else {}
+    if atlas.sums:
+        extra[ORIENTATION_KEY] = atlas.scores()
     return Fingerprint(
         dims=max(dims_seen), num_cases=total, spacings=spacings, shapes=shapes, channels=channels,
         label_voxels=label_voxels, label_cases=label_cases, image_format=first_format,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from medsight.data.fingerprint import ChannelStats, Fingerprint
-from medsight.tasks.segmentation.plan import DEFAULT_VOXEL_BUDGET, make_plan
+from medsight.tasks.segmentation.plan import DEFAULT_VOXEL_BUDGET, ORIENTED_ROTATION_DEG, make_plan
 
 
 def _fingerprint(shape: list[int], cases: int = 20) -> Fingerprint:
@@ -47,7 +47,7 @@ def test_left_right_pairs_turn_mirroring_off() -> None:
     plain = make_plan(fp, dataset="d", labels={"background": 0, "Brainstem": 1, "Parotid_L": 2})
     assert plain.augment.mirror_axes == (0, 1, 2)
     flat = make_plan(_fingerprint([256, 256]), dataset="d", labels={"background": 0, "lung left": 1, "lung right": 2})
-    assert flat.augment.mirror_axes == () and flat.augment.rotate_deg == 30.0
+    assert flat.augment.mirror_axes == () and flat.augment.rotate_deg == ORIENTED_ROTATION_DEG
 
 
 def test_lateral_pairs_match_names_written_either_way() -> None:

@@ -13,8 +13,12 @@ Rules (after nnU-Net v2, adapted to CPU budgets):
   ``base_filters`` up to ``8 x base_filters``;
 * mirroring (augmentation and test-time flips): every axis, unless the labels hold a left/right pair of one organ
   (``LeftParotid``/``RightParotid``): a flipped image shows the left organ where the right one belongs, so such
-  plans do not mirror at all (as TotalSegmentator trains nnU-Net without mirroring), and rotate by at most 30
-  degrees in 2D too (a half turn would swap the sides as well).
+  plans do not mirror at all (as TotalSegmentator trains nnU-Net without mirroring), and rotate by at most
+  ``ORIENTED_ROTATION_DEG`` in 2D (a half turn would swap the sides as well);
+* 2D orientation: mirroring only along the axes, and rotations up to 180 degrees only where, the labels' atlas shows
+  no canonical orientation (:mod:`medsight.data.orientation`: an upright chest X-ray is mirrored left-right only and
+  rotated by at most ``ORIENTED_ROTATION_DEG``; a fundus photograph or a micrograph any way); 3D: rotations up to
+  30 degrees, mirroring along every axis.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from medsight.core.atomic import write_text
 from medsight.data.fingerprint import Fingerprint
+from medsight.data.orientation import ORIENTATION_KEY, consistent_transforms
 from medsight.data.structure_names import lateral_pairs
 from medsight.engine.config import TrainingConfig
 from medsight.engine.run import read_plan_json
@@ -39,6 +44,8 @@ PLAN_VERSION = 1
 
 # voxels x batch per step that keeps a CPU step around a second with base 32 filters; GPUs can go far higher.
 DEFAULT_VOXEL_BUDGET = {2: 4 * 256 * 256, 3: 2 * 64 * 64 * 64}
+# the largest rotation of 2D images with a canonical orientation (or with labels named by side)
+ORIENTED_ROTATION_DEG = 15.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,22 @@ def _topology(patch: np.ndarray, spacing: np.ndarray, max_pools: int = 5, min_si
     return kernels, strides
 
 
+def augmentation_of(fp: Fingerprint, labels: dict[str, int]) -> AugmentConfig:
+    """The spatial augmentation a dataset allows. Mirroring never where labels are named by side (left/right lung:
+    a mirrored image would need swapped labels). In 2D, mirroring only along the axes, and rotations up to 180 degrees
+    only where, the labels' atlas says the data has no canonical orientation (:mod:`medsight.data.orientation`; a
+    chest X-ray is upright, a fundus photograph is not); otherwise rotations up to ``ORIENTED_ROTATION_DEG``. 3D:
+    rotations up to 30 degrees about each axis (nnU-Net's), mirroring along every axis."""
+    d = fp.dims
+    lateral = bool(lateral_pairs(n for n, v in labels.items() if v != 0))
+    if d == 3:
+        return AugmentConfig(mirror_axes=() if lateral else (0, 1, 2), rotate_deg=30.0)
+    allowed = consistent_transforms(fp.extra.get(ORIENTATION_KEY, {}))
+    mirror = () if lateral else tuple(ax for ax in (0, 1) if f"flip{ax}" in allowed)
+    any_way = not lateral and len(mirror) == 2 and "rot90" in allowed
+    return AugmentConfig(mirror_axes=mirror, rotate_deg=180.0 if any_way else ORIENTED_ROTATION_DEG)
+
+
 def make_plan(
     fp: Fingerprint,
     *,
@@ -227,8 +250,7 @@ def make_plan(
         else:
             norms.append(Normalization("zscore"))
     fmt = {"png": ".png", "tiff": ".png", "gif": ".png", "bmp": ".png", "jpeg": ".png"}.get(fp.image_format, ".nii.gz")
-    lateral = bool(lateral_pairs(n for n, v in labels.items() if v != 0))
-    aug = AugmentConfig(mirror_axes=() if lateral else tuple(range(d)), rotate_deg=30.0 if d == 3 or lateral else 180.0)
+    aug = augmentation_of(fp, labels)
     fg_labels = [v for v in labels.values() if v != 0]
     single_component_likely = all(fp.label_cases.get(v, 0) >= 0.9 * fp.annotated_cases(v) for v in fg_labels)
     return Plan(
