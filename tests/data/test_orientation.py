@@ -78,3 +78,11 @@ def test_the_planner_augments_as_the_orientation_allows() -> None:
     assert unmeasured.augment == free.augment
     sided = make_plan(replace(_fingerprint({}), dims=2), dataset="d", labels={"background": 0, "lung left": 1, "lung right": 2})
     assert sided.augment.mirror_axes == () and sided.augment.rotate_deg == ORIENTED_ROTATION_DEG
+
+
+def test_the_plan_table_says_why_it_augments_as_it_does() -> None:
+    scores = {"flip0": 0.53, "flip1": 0.94, "rot90": 0.55}
+    plan = make_plan(_fingerprint({ORIENTATION_KEY: scores}), dataset="d", labels={"background": 0, "lung": 1})
+    text = dict(plan.table())["augmentation"]
+    assert text.startswith(f"rotation up to {ORIENTED_ROTATION_DEG:g} degrees, mirroring axes 1")
+    assert "up-down 0.53" in text and "left-right 0.94" in text

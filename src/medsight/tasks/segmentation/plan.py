@@ -33,7 +33,7 @@ import numpy as np
 
 from medsight.core.atomic import write_text
 from medsight.data.fingerprint import Fingerprint
-from medsight.data.orientation import ORIENTATION_KEY, consistent_transforms
+from medsight.data.orientation import CONSISTENT_RATIO, ORIENTATION_KEY, consistent_transforms
 from medsight.data.structure_names import lateral_pairs
 from medsight.engine.config import TrainingConfig
 from medsight.engine.run import read_plan_json
@@ -141,6 +141,7 @@ class Plan:
             ("strides", " ".join("x".join(map(str, s)) for s in net.strides)),
             ("deep supervision", str(net.deep_supervision)),
             ("optimiser", f"{self.training.optimizer} lr {self.training.learning_rate:g}, {self.training.schedule}"),
+            ("augmentation", self.augmentation_text()),
             ("crop to non-zero", str(self.crop_nonzero)),
             ("partial labels", f"{len(self.absent_labels)} case(s) lack some labels (unlabelled, not background)"
              if self.absent_labels else "none (every case fully annotated)"),
@@ -151,6 +152,18 @@ class Plan:
             rows.insert(1, ("cases", str(fp.get("cases"))))
             rows.insert(5, ("median shape (cropped)", " x ".join(map(str, fp.get("median_shape", [])))))
         return rows
+
+    def augmentation_text(self) -> str:
+        """The spatial augmentation in words, with the 2D orientation scores it came from."""
+        aug = self.augment
+        axes = ", ".join(str(a) for a in aug.mirror_axes) or "none"
+        text = f"rotation up to {aug.rotate_deg:g} degrees, mirroring axes {axes}"
+        full = self.fingerprint.get("full") if isinstance(self.fingerprint, dict) else None
+        scores = (full or {}).get("extra", {}).get(ORIENTATION_KEY)
+        if self.dims == 2 and scores:
+            text += (f" (label atlas vs itself mirrored up-down {scores['flip0']:.2f}, left-right {scores['flip1']:.2f},"
+                     f" turned 90 degrees {scores['rot90']:.2f}; kept at >= {CONSISTENT_RATIO})")
+        return text
 
 
 def target_spacing_of(fp: Fingerprint) -> np.ndarray:
