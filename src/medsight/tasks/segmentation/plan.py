@@ -15,9 +15,9 @@ Rules (after nnU-Net v2, adapted to CPU budgets):
   (``LeftParotid``/``RightParotid``): a flipped image shows the left organ where the right one belongs, so such
   plans do not mirror at all (as TotalSegmentator trains nnU-Net without mirroring), and rotate by at most
   ``ORIENTED_ROTATION_DEG`` in 2D (a half turn would swap the sides as well);
-* 2D orientation: mirroring only along the axes, and rotations up to 180 degrees only where, the labels' atlas shows
-  no canonical orientation (:mod:`medsight.data.orientation`: an upright chest X-ray is mirrored left-right only and
-  rotated by at most ``ORIENTED_ROTATION_DEG``; a fundus photograph or a micrograph any way); 3D: rotations up to
+* 2D orientation: only the mirrors, and the rotations up to 180 degrees, that the labels' atlas shows to be
+  consistent with the data (:mod:`medsight.data.orientation`): an upright chest X-ray is mirrored left-right only and
+  rotated by at most ``ORIENTED_ROTATION_DEG``, a fundus photograph or a micrograph any way; 3D: rotations up to
   30 degrees, mirroring along every axis.
 """
 
@@ -196,10 +196,10 @@ def _topology(patch: np.ndarray, spacing: np.ndarray, max_pools: int = 5, min_si
 
 def augmentation_of(fp: Fingerprint, labels: dict[str, int]) -> AugmentConfig:
     """The spatial augmentation a dataset allows. Mirroring never where labels are named by side (left/right lung:
-    a mirrored image would need swapped labels). In 2D, mirroring only along the axes, and rotations up to 180 degrees
-    only where, the labels' atlas says the data has no canonical orientation (:mod:`medsight.data.orientation`; a
-    chest X-ray is upright, a fundus photograph is not); otherwise rotations up to ``ORIENTED_ROTATION_DEG``. 3D:
-    rotations up to 30 degrees about each axis (nnU-Net's), mirroring along every axis."""
+    a mirrored image would need swapped labels). In 2D, only the mirrors that the labels' atlas shows to be consistent
+    with the data (:mod:`medsight.data.orientation`), and rotations up to 180 degrees only when both mirrors and the
+    90-degree turn are (a fundus photograph, not an upright chest X-ray); otherwise up to ``ORIENTED_ROTATION_DEG``.
+    3D: rotations up to 30 degrees about each axis (nnU-Net's), mirroring along every axis."""
     d = fp.dims
     lateral = bool(lateral_pairs(n for n, v in labels.items() if v != 0))
     if d == 3:
