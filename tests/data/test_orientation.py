@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from medsight.data.fingerprint import ChannelStats, Fingerprint
@@ -76,7 +74,7 @@ def test_the_planner_augments_as_the_orientation_allows() -> None:
     assert free.augment.mirror_axes == (0, 1) and free.augment.rotate_deg == 180.0
     unmeasured = make_plan(_fingerprint({}), dataset="d", labels=labels)  # a fingerprint saved before the atlas
     assert unmeasured.augment == free.augment
-    sided = make_plan(replace(_fingerprint({}), dims=2), dataset="d", labels={"background": 0, "lung left": 1, "lung right": 2})
+    sided = make_plan(_fingerprint({}), dataset="d", labels={"background": 0, "lung left": 1, "lung right": 2})
     assert sided.augment.mirror_axes == () and sided.augment.rotate_deg == ORIENTED_ROTATION_DEG
 
 

@@ -106,7 +106,7 @@ def test_a_series_that_never_completes_times_out(make_node: NodeFactory, mr_seri
     job = wait_for(lambda: (j := node.store.job(series)) and j["state"] == "failed" and j, 30, "the timeout")
     assert job["reason"].startswith("series incomplete after 3 s: gap in slice positions (13.00 mm where the step "
                                     "is 6.50 mm")
-    # the node records the failure before it logs it (another thread): wait for the line, then count it
+    # the node's poll thread stores the failure, then logs it: this test may read in between, so wait for the line
     wait_for(lambda: _pacs_lines(caplog, "failed: series incomplete"), 5, "the failure's log line")
     assert len(_pacs_lines(caplog, "failed: series incomplete")) == 1
     assert len(_pacs_lines(caplog, "quiet but not complete")) == 1  # once, not at every poll
