@@ -1,6 +1,6 @@
 """``medsight explain`` for segmentation runs: the image is preprocessed as the predictor does, a patch of the training
 patch size is cut around the predicted structure, and Grad-CAM of the label's mean logit over that structure is drawn
-(a decoder layer one level above full resolution). Heat maps are also saved as ``<case>_heatmap.npz``."""
+(the decoder layer at half the full resolution). Heat maps are also saved as ``<case>_heatmap.npz``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def explain_segmentation(state: dict[str, Any], input_path: str | Path, out: Pat
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model_from_checkpoint(state).to(dev)
     ups = [n for n, _ in model.named_modules() if n.startswith("net.upsamples.") and n.count(".") == 2]
-    layer = ups[-2] if len(ups) >= 2 else "net.bottleneck"
+    half = 1 if getattr(model, "head", None) is not None else 2  # a strided first stage: its last decoder layer
+    layer = ups[-half] if len(ups) >= half else "net.bottleneck"
     predictor = Predictor(plan=plan, models=[model], device=dev, tta=False)
     name = next(k for k, v in plan.labels.items() if v == lab)
     out.mkdir(parents=True, exist_ok=True)

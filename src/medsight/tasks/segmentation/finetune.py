@@ -3,7 +3,8 @@
 The new network is built from the new plan; every tensor of the checkpoint whose name and shape match one of the
 network's is copied (:func:`medsight.engine.checkpoint.load_matching_weights`): the encoder and the decoder stages
 that have the same widths, the output head too when the label set is the same. When the labels differ (other names,
-values or count) the head (``output_block`` and the deep-supervision heads) starts fresh even where shapes would
+values or count) the head (``output_block`` or, in a network with a strided first stage, the full-resolution head's
+output layer, and the deep-supervision heads) starts fresh even where shapes would
 match, since its channels would mean other structures. ``--freeze-encoder-epochs N`` keeps the encoder
 (input block, down-sampling stages, bottleneck) fixed for the first N epochs, so the fresh head and decoder adapt to
 the features before they are changed.
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 #: Per architecture: (encoder module prefixes, head module prefixes) in the network's ``state_dict`` names.
 PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dynunet": (("net.input_block.", "net.downsamples.", "net.bottleneck."),
-                ("net.output_block.", "net.deep_supervision_heads.")),
+                ("net.output_block.", "net.deep_supervision_heads.", "head.out.")),
 }
 
 

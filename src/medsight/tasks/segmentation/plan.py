@@ -10,7 +10,10 @@ Rules (after nnU-Net v2, adapted to CPU budgets):
   shrunk along the largest axis until ``patch voxels x batch`` fits the voxel budget;
 * network: a DynUNet whose stages halve each axis while it stays >= 4 voxels (axes with spacing more than
   twice the finest are not pooled until they catch up), at most 5 down-samplings, filters doubling from
-  ``base_filters`` up to ``8 x base_filters``;
+  ``base_filters`` up to ``8 x base_filters``; in 2D the first stage already pools (stride 2, as MONAI's ``UNet``)
+  and a light head brings the logits back to full resolution with the image as its skip connection: the same
+  depth at about half the step time, measured better on two 2D validation folds (docs/benchmarks.md, "A strided
+  first stage in 2D"); 3D keeps nnU-Net's full-resolution first stage;
 * mirroring (augmentation and test-time flips): every axis, unless the labels hold a left/right pair of one organ
   (``LeftParotid``/``RightParotid``): a flipped image shows the left organ where the right one belongs, so such
   plans do not mirror at all (as TotalSegmentator trains nnU-Net without mirroring), and rotate by at most
@@ -46,6 +49,8 @@ PLAN_VERSION = 1
 DEFAULT_VOXEL_BUDGET = {2: 4 * 256 * 256, 3: 2 * 64 * 64 * 64}
 # the largest rotation of 2D images with a canonical orientation (or with labels named by side)
 ORIENTED_ROTATION_DEG = 15.0
+# 2D networks whose first stage pools, as MONAI's UNet: no convolution block at full resolution but the output head's
+STRIDED_FIRST_2D = True
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,8 @@ class Plan:
             ("normalisation", "; ".join(normalization_text(n) for n in self.normalization)),
             ("patch size", " x ".join(str(p) for p in self.patch_size)),
             ("batch size", str(self.batch_size)),
-            ("network", f"{net.name}, {len(net.filters)} stages, filters {net.filters}"),
+            ("network", f"{net.name}, {len(net.filters)} stages, filters {net.filters}"
+                        + (", first stage strided (a light full-resolution head)" if any(int(x) != 1 for x in net.strides[0]) else "")),
             ("strides", " ".join("x".join(map(str, s)) for s in net.strides)),
             ("deep supervision", str(net.deep_supervision)),
             ("optimiser", f"{self.training.optimizer} lr {self.training.learning_rate:g}, {self.training.schedule}"),
@@ -176,21 +182,31 @@ def target_spacing_of(fp: Fingerprint) -> np.ndarray:
     return target
 
 
-def _topology(patch: np.ndarray, spacing: np.ndarray, max_pools: int = 5, min_size: int = 4) -> tuple[list[list[int]], list[list[int]]]:
-    """Kernels and strides: pool an axis while it stays >= min_size*2 and its spacing is within 2x the finest."""
+def _topology(patch: np.ndarray, spacing: np.ndarray, max_pools: int = 5, min_size: int = 4,
+              strided_first: bool = False) -> tuple[list[list[int]], list[list[int]]]:
+    """Kernels and strides: pool an axis while it stays >= min_size*2 and its spacing is within 2x the finest.
+    ``strided_first``: the first stage already pools (it counts towards ``max_pools``), unless that leaves fewer
+    than 3 stages."""
     d = len(patch)
     size = patch.astype(float).copy()
     sp = spacing.astype(float).copy()
+
+    def pooled() -> list[int]:
+        return [2 if (size[i] >= 2 * min_size and sp[i] <= 2 * sp.min()) else 1 for i in range(d)]
+
     kernels: list[list[int]] = [[3 if sp[i] <= 2 * sp.min() else 1 for i in range(d)]]
-    strides: list[list[int]] = [[1] * d]
-    for _ in range(max_pools):
-        s = [2 if (size[i] >= 2 * min_size and sp[i] <= 2 * sp.min()) else 1 for i in range(d)]
+    strides: list[list[int]] = [pooled() if strided_first else [1] * d]
+    size, sp = size / np.asarray(strides[0]), sp * np.asarray(strides[0])
+    for _ in range(max_pools - (1 if any(x == 2 for x in strides[0]) else 0)):
+        s = pooled()
         if not any(x == 2 for x in s):
             break
         strides.append(s)
         size = size / np.asarray(s)
         sp = sp * np.asarray(s)
         kernels.append([3 if sp[i] <= 2 * sp.min() else 1 for i in range(d)])
+    if strided_first and len(strides) < 3:  # too small to pool first: DynUNet needs 3 stages
+        return _topology(patch, spacing, max_pools, min_size, strided_first=False)
     return kernels, strides
 
 
@@ -220,6 +236,7 @@ def make_plan(
     base_filters: int = 32,
     max_batch: int = 12,
     min_batch: int = 2,
+    strided_first_stage: bool | None = None,
 ) -> Plan:
     """Derive a plan from a fingerprint (see the module docstring for the rules).
 
@@ -233,6 +250,9 @@ def make_plan(
         max_batch: largest batch size to choose.
         min_batch: the patch shrinks until this many patches fit the voxel budget (2 like nnU-Net; a CPU default
             of 8 in 2D was measured on validation folds and rejected: docs/benchmarks.md, "Patch size or batch size").
+        strided_first_stage: the network's first stage pools (stride 2) and a light head brings the logits back to
+            full resolution (:class:`medsight.models.unet.FullResolutionHead`); default ``STRIDED_FIRST_2D`` in 2D,
+            never in 3D.
     """
     d = fp.dims
     budget = voxel_budget or DEFAULT_VOXEL_BUDGET[d]
@@ -245,7 +265,8 @@ def make_plan(
     while np.prod(patch) * min_batch > budget:
         i = int(np.argmax(patch / np.maximum(target / target.min(), 1)))
         patch[i] *= 0.9
-    kernels, strides = _topology(patch, target)
+    strided = (STRIDED_FIRST_2D and d == 2) if strided_first_stage is None else strided_first_stage
+    kernels, strides = _topology(patch, target, strided_first=strided)
     total_stride = np.prod(np.asarray(strides), axis=0)
     patch_i = [int(math.ceil(p / s) * s) for p, s in zip(patch, total_stride)]
     batch = int(max(min_batch, min(max_batch, budget // int(np.prod(patch_i)))))
