@@ -92,7 +92,8 @@ class MultitaskUNet(nn.Module):
                                         deep_supr_num=deep_supr_num)
         if heat:
             with torch.no_grad():
-                self.unet.net.output_block.conv.conv.bias[out_channels] = HEATMAP_PRIOR_BIAS
+                out_block = self.unet.head.out if self.unet.head is not None else self.unet.net.output_block
+                out_block.conv.conv.bias[out_channels] = HEATMAP_PRIOR_BIAS
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(filters[-1], num_classes))
         self.pool = (nn.AdaptiveAvgPool2d if spatial_dims == 2 else nn.AdaptiveAvgPool3d)(1)
         self.stride = tuple(int(s) for s in np.prod(np.asarray(strides), axis=0))

@@ -9,7 +9,7 @@ import torch
 
 from medsight.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from medsight.errors import MedsightError
-from medsight.models.multitask import ClassificationView, MultitaskUNet, SegmentationView
+from medsight.models.multitask import HEATMAP_PRIOR_BIAS, ClassificationView, MultitaskUNet, SegmentationView
 from medsight.models.registry import create_model
 
 TOPOLOGY = {
@@ -85,3 +85,12 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         a, b = model(x), again(x)
     assert torch.equal(a.segmentation, b.segmentation) and torch.equal(a.classification, b.classification)
     assert torch.allclose(again.log_variances, torch.full((2,), 0.3))
+
+
+def test_a_strided_first_stage_keeps_every_head_at_full_resolution() -> None:
+    """An edited plan with ``strides[0] = [2, 2]``: the heat-map prior sits on the full-resolution head's output."""
+    topology = {"kernels": [[3, 3]] * 3, "strides": [[2, 2], [2, 2], [2, 2]], "filters": [4, 8, 16]}
+    model = create_model("multitask_dynunet", **{**_args(2, tasks=["segmentation", "classification", "heatmap"]), **topology})
+    assert float(model.unet.head.out.conv.conv.bias[3]) == pytest.approx(HEATMAP_PRIOR_BIAS)
+    out = model(torch.randn(2, 1, 16, 24))
+    assert all(o.shape == (2, 3, 16, 24) for o in out.segmentation) and out.heatmap.shape == (2, 1, 16, 24)

@@ -171,7 +171,7 @@ def make_multitask_plan(fp: Fingerprint, *, dataset: str, labels: dict[str, int]
     whole = np.maximum(np.ceil(median / factor), 8)
     seg = make_plan(coarse, dataset=dataset, labels=labels, binary_masks=binary_masks, base_filters=base_filters,
                     voxel_budget=int(2 * np.prod(whole)) + 1,
-                    strided_first_stage=False)  # MultitaskUNet's heat-map head sits on DynUNet's own output block
+                    strided_first_stage=False)  # not measured for the multi-task losses yet
     voxels = int(np.prod(seg.patch_size))
     batch = int(max(2, min(MAX_BATCH, DEFAULT_VOXEL_BUDGET[d] // voxels)))
     n = sum(class_counts) if class_counts else fp.num_cases
