@@ -58,6 +58,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: every core)")
     ap.add_argument("--min-batch", type=int, help="plan with this min_batch (default: the planner's, see make_plan)")
+    ap.add_argument("--strided-first-stage", choices=["on", "off"], help="plan with (on) or without (off) a strided "
+                    "first stage (default: the planner's: on in 2D, off in 3D; see make_plan)")
     ap.add_argument("--fold", choices=["0", "all"], help="DRIVE: 0 scores its validation fold (4 of the 20 training "
                     "images) instead of the test set; the default is 'all' for DRIVE, 0 for the others")
     args = ap.parse_args()
@@ -75,14 +77,16 @@ def main() -> int:
     t0 = time.time()
     fold: list[int] | str = [0] if (args.fold or ("all" if args.dataset == "drive" else "0")) == "0" else "all"
     plan_path = args.plan
-    if args.plan and (args.min_batch or args.base_filters):
-        ap.error("--plan fixes the network and batch: leave out --min-batch and --base-filters")
-    if args.min_batch and not args.evaluate_only:
+    if args.plan and (args.min_batch or args.base_filters or args.strided_first_stage):
+        ap.error("--plan fixes the network and batch: leave out --min-batch, --base-filters and --strided-first-stage")
+    if (args.min_batch or args.strided_first_stage) and not args.evaluate_only:
         from medsight.tasks.segmentation.pipeline import plan_dataset
 
         out.mkdir(parents=True, exist_ok=True)
         plan_path = out / "plans.json"
-        plan_dataset(DATASETS[args.dataset], plan_path, base_filters=args.base_filters, min_batch=args.min_batch)
+        strided = None if args.strided_first_stage is None else args.strided_first_stage == "on"
+        plan_dataset(DATASETS[args.dataset], plan_path, base_filters=args.base_filters, min_batch=args.min_batch,
+                     strided_first_stage=strided)
     if args.evaluate_only:
         summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
         key = "all" if fold == "all" else "0"

@@ -32,6 +32,14 @@ def test_plan_writes_editable_json(phantom3d_dataset: Path, tmp_path: Path) -> N
     assert all(p % s == 0 for p, s in zip(plan.patch_size, np.prod(plan.network.strides, axis=0)))
 
 
+def test_plan_dataset_passes_the_first_stage_choice(phantom3d_dataset: Path, tmp_path: Path) -> None:
+    """3D plans keep a full-resolution first stage unless asked; asked, the first stage pools (2D's default)."""
+    default = plan_dataset(phantom3d_dataset, tmp_path / "default", base_filters=4)
+    strided = plan_dataset(phantom3d_dataset, tmp_path / "strided", base_filters=4, strided_first_stage=True)
+    assert default.network.strides[0] == [1, 1, 1]
+    assert 2 in strided.network.strides[0] and len(strided.network.strides) == len(default.network.strides) - 1
+    assert json.loads((tmp_path / "strided" / "plans.json").read_text())["network"]["strides"] == strided.network.strides
+
 def test_train_predict_evaluate_3d(phantom3d_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     summary = _train(phantom3d_dataset, run)

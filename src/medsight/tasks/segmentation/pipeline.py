@@ -86,13 +86,16 @@ def default_base_filters() -> int:
 
 
 def plan_dataset(dataset: str | Path, out: str | Path, *, base_filters: int | None = None, voxel_budget: int | None = None,
-                 min_batch: int | None = None, progress: Callable[[int, int], None] | None = None) -> Plan:
-    """Fingerprint a dataset and write ``out/plans.json`` (``out`` is a run folder or a .json path)."""
+                 min_batch: int | None = None, strided_first_stage: bool | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Plan:
+    """Fingerprint a dataset and write ``out/plans.json`` (``out`` is a run folder or a .json path).
+    ``strided_first_stage``: as :func:`make_plan` (``None``: its default for the dimensionality)."""
     spec = load_segmentation_dataset(dataset)
     require_valid_dataset(spec)
     fp = compute_fingerprint(spec, progress=progress)
     plan = make_plan(fp, dataset=spec.name, labels=spec.labels, binary_masks=spec.binary_masks, voxel_budget=voxel_budget,
-                     base_filters=base_filters or default_base_filters(), min_batch=min_batch or 2)
+                     base_filters=base_filters or default_base_filters(), min_batch=min_batch or 2,
+                     strided_first_stage=strided_first_stage)
     out = Path(out)
     plan.save(out if out.suffix == ".json" else out / "plans.json")
     return plan
