@@ -40,6 +40,7 @@ def test_plan_dataset_passes_the_first_stage_choice(phantom3d_dataset: Path, tmp
     assert 2 in strided.network.strides[0] and len(strided.network.strides) == len(default.network.strides) - 1
     assert json.loads((tmp_path / "strided" / "plans.json").read_text())["network"]["strides"] == strided.network.strides
 
+
 def test_train_predict_evaluate_3d(phantom3d_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     summary = _train(phantom3d_dataset, run)
