@@ -14,7 +14,7 @@ Rules (after nnU-Net v2, adapted to CPU budgets):
   and a light head brings the logits back to full resolution with the image as its skip connection: the same
   depth at about half the step time, measured better on two 2D validation folds (docs/benchmarks.md, "A strided
   first stage in 2D"); 3D keeps nnU-Net's full-resolution first stage (a strided one at twice the widths was
-  measured better on two OpenKBP seeds and one Hippocampus seed, not the default yet: docs/benchmarks.md,
+  level with it on Hippocampus and below it on OpenKBP when both ran on one day: docs/benchmarks.md,
   "A strided first stage in 3D");
 * mirroring (augmentation and test-time flips): every axis, unless the labels hold a left/right pair of one organ
   (``LeftParotid``/``RightParotid``): a flipped image shows the left organ where the right one belongs, so such
