@@ -43,6 +43,14 @@ DATA = ROOT.parent / "shared" / "data" / "openkbp_hn_ct"
 PATCH = (64, 64, 64)
 
 
+def peer_network(num_classes: int) -> torch.nn.Module:
+    """The peer's network: MONAI's ``UNet`` as its CT tutorials size it (channels 16-256, strides 2, 2 residual units)."""
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims=3, in_channels=1, out_channels=num_classes, channels=(16, 32, 64, 128, 256),
+                strides=(2, 2, 2, 2), num_res_units=2)
+
+
 def _cases(ids: list[str]) -> list[dict]:
     from medsight.data.dataset import load_case, load_dataset
 
@@ -58,7 +66,6 @@ def _cases(ids: list[str]) -> list[dict]:
 def train(items: list[dict], num_classes: int, budget_s: float, seed: int, threads: int,
           snapshots: int = 0) -> tuple[torch.nn.Module, dict, list[dict]]:
     from monai.data import CacheDataset, DataLoader
-    from monai.networks.nets import UNet
     from monai.transforms import (
         Compose,
         RandCropByPosNegLabeld,
@@ -79,8 +86,7 @@ def train(items: list[dict], num_classes: int, budget_s: float, seed: int, threa
     ])
     data = [{k: it[k] for k in keys} for it in items]
     loader = DataLoader(CacheDataset(data, transforms, progress=False), batch_size=1, shuffle=True, num_workers=0)
-    model = UNet(spatial_dims=3, in_channels=1, out_channels=num_classes, channels=(16, 32, 64, 128, 256),
-                 strides=(2, 2, 2, 2), num_res_units=2)
+    model = peer_network(num_classes)
     trained, taken = train_for_budget(model, loader, budget_s, PATCH, snapshots=snapshots)
     return model, trained, taken
 

@@ -25,11 +25,14 @@ from typing import Any
 
 import torch
 
-MONAI_PATCH = (64, 64, 64)
-MONAI_BATCH = 2
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from monai_openkbp import PATCH as MONAI_PATCH  # noqa: E402
+from monai_openkbp import peer_network  # noqa: E402
+
+MONAI_BATCH = 2  # RandCropByPosNegLabeld's 2 samples of one case per batch
 
 
-def _medsight(plan_path: Path) -> tuple[torch.nn.Module, torch.nn.Module, list[int], int, int]:
+def _medsight(plan_path: Path) -> tuple[torch.nn.Module, torch.nn.Module, list[int], int, int, int]:
     from medsight.models.registry import create_model
     from medsight.tasks.segmentation.plan import Plan
     from medsight.tasks.segmentation.trainer import SegmentationLoss, network_args
@@ -37,17 +40,14 @@ def _medsight(plan_path: Path) -> tuple[torch.nn.Module, torch.nn.Module, list[i
     plan = Plan.load(plan_path)
     torch.manual_seed(0)
     model = create_model(plan.network.name, **network_args(plan))
-    return model, SegmentationLoss(), list(plan.patch_size), plan.batch_size, len(plan.channel_names)
+    return model, SegmentationLoss(), list(plan.patch_size), plan.batch_size, len(plan.channel_names), plan.num_classes
 
 
 def _monai(num_classes: int) -> tuple[torch.nn.Module, torch.nn.Module]:
     from monai.losses import DiceCELoss
-    from monai.networks.nets import UNet
 
     torch.manual_seed(0)
-    model = UNet(spatial_dims=3, in_channels=1, out_channels=num_classes, channels=(16, 32, 64, 128, 256),
-                 strides=(2, 2, 2, 2), num_res_units=2)
-    return model, DiceCELoss(to_onehot_y=True, softmax=True)
+    return peer_network(num_classes), DiceCELoss(to_onehot_y=True, softmax=True)  # monai_loop's loss
 
 
 class Candidate:
@@ -84,8 +84,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    model, loss, patch, batch, channels = _medsight(args.plan)
-    classes = len(json.loads(args.plan.read_text())["labels"])
+    model, loss, patch, batch, channels, classes = _medsight(args.plan)
     peer, peer_loss = _monai(classes)
     candidates = [Candidate(f"medsight {'x'.join(map(str, patch))} x {batch}, {p}", model, loss, patch, batch, channels,
                             classes, p == "bf16") for p in ("bf16", "fp32")]
